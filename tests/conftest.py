@@ -1,0 +1,12 @@
+"""Shared test setup. Fixtures live in plugin modules, one per area, so they can be shared
+session-wide (one vLLM engine / server per test session)."""
+
+import os
+
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+pytest_plugins = ["fixtures_models", "fixtures_vllm"]

@@ -1,0 +1,117 @@
+"""Scores with error bars: the unbiased pass@k estimator, clustered standard errors, paired differences.
+
+Every number `distill eval` reports is a mean over problems of a per-problem value (the share of a
+problem's n samples that are correct, its pass@k estimate, its mean completion length, ...). The
+standard error is the one of that mean over problems, ``sd(per-problem values) / sqrt(P)``: averaging
+a problem's samples first makes it a *clustered* standard error, so it counts both the spread between
+problems and the sampling noise within each problem (Miller 2024, "Adding Error Bars to Evals"), and it
+does not shrink as 1/sqrt(P*n) the way a naive binomial error over all samples would.
+
+    >>> pass_at_k(n=4, c=1, k=2)         # 1 - C(3,2)/C(4,2)
+    0.5
+    >>> estimate([1.0, 0.0, 0.5, 0.5]).mean
+    0.5
+
+Intervals use the normal approximation (mean ± 1.96·SE), clipped to the value's natural range.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+Z95 = 1.959963984540054  # two-sided 95% normal quantile
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased estimator of pass@k from n samples of which c are correct (Chen et al. 2021).
+
+    ``1 - C(n-c, k) / C(n, k)``, computed as a product so that large n cannot overflow.
+    """
+    if not 0 <= c <= n:
+        raise ValueError(f"need 0 <= c <= n, got n={n} c={c}")
+    if not 1 <= k <= n:
+        raise ValueError(f"pass@{k} needs at least k samples per problem (have n={n}) and k >= 1")
+    if n - c < k:
+        return 1.0
+    product = 1.0
+    for i in range(n - c + 1, n + 1):
+        product *= 1.0 - k / i
+    return 1.0 - product
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A mean over units (problems) with its standard error and 95% interval."""
+
+    mean: float | None
+    stderr: float | None
+    ci_low: float | None
+    ci_high: float | None
+    count: int  # number of units (problems) averaged
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean, "stderr": self.stderr, "ci95": [self.ci_low, self.ci_high], "count": self.count}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> Estimate:
+        low, high = (data.get("ci95") or [None, None])[:2]
+        return cls(data.get("mean"), data.get("stderr"), low, high, int(data.get("count") or 0))
+
+    def format(self, percent: bool = True, digits: int = 1) -> str:
+        """``"42.0 ± 3.1"`` (± the standard error), or ``"n/a"``."""
+        if self.mean is None:
+            return "n/a"
+        scale = 100.0 if percent else 1.0
+        text = f"{self.mean * scale:.{digits}f}"
+        if self.stderr is not None:
+            text += f" ± {self.stderr * scale:.{digits}f}"
+        return text
+
+
+def estimate(values: Iterable[float | None], low: float | None = 0.0, high: float | None = 1.0) -> Estimate:
+    """Mean of per-unit values with the standard error over units; ``None`` values are skipped.
+
+    ``low``/``high`` clip the interval (rates live in [0, 1]; pass ``None`` for unbounded values
+    such as token counts). With a single unit the standard error is undefined (``None``).
+    """
+    data = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    count = len(data)
+    if count == 0:
+        return Estimate(None, None, None, None, 0)
+    mean = sum(data) / count
+    if count < 2:
+        return Estimate(mean, None, None, None, count)
+    variance = sum((v - mean) ** 2 for v in data) / (count - 1)
+    stderr = math.sqrt(variance / count)
+    ci_low, ci_high = mean - Z95 * stderr, mean + Z95 * stderr
+    if low is not None:
+        ci_low = max(low, ci_low)
+    if high is not None:
+        ci_high = min(high, ci_high)
+    return Estimate(mean, stderr, ci_low, ci_high, count)
+
+
+def paired_difference(after: Mapping[str, float | None], before: Mapping[str, float | None],
+                      bound: float | None = 1.0) -> Estimate:
+    """Mean of ``after[id] - before[id]`` over the ids both have, with its paired standard error.
+
+    Pairing on the same problems removes the between-problem variance that two independent error
+    bars would double count, so a real improvement shows up with a much tighter interval.
+    """
+    common = [key for key in after if key in before and after[key] is not None and before[key] is not None]
+    diffs = [float(after[key]) - float(before[key]) for key in common]
+    return estimate(diffs, low=-bound if bound is not None else None, high=bound)
+
+
+def rate_estimates(per_problem: Iterable[Mapping[str, float | None]], keys: Iterable[str],
+                   unbounded: Iterable[str] = ()) -> dict[str, Estimate]:
+    """One ``Estimate`` per key over a list of per-problem value dicts."""
+    rows = list(per_problem)
+    unbounded = set(unbounded)
+    out = {}
+    for key in keys:
+        values = [row.get(key) for row in rows]
+        out[key] = estimate(values, low=None, high=None) if key in unbounded else estimate(values)
+    return out

@@ -1,0 +1,144 @@
+"""`TrainConfig`: every option of `distill train` (recipes are YAML files of these keys)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from distill.config import option
+from distill.errors import UserError
+
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+ACCELERATE_CONFIGS = ("ddp", "zero2", "zero3", "zero3-offload", "fsdp")
+TRACKERS = ("auto", "none", "tensorboard", "wandb", "mlflow", "trackio", "comet_ml", "clearml", "dvclive")
+# Keys that do not change what is trained: left out of the run hash that names the resume directory.
+NOT_HASHED = ("name", "push_to_hub", "report_to", "resume", "keep_run_dir", "merge", "dataset_num_proc",
+              "logging_steps", "machine_rank", "main_process_ip", "main_process_port", "accelerate_config",
+              "recipe", "save_total_limit")
+
+
+@dataclass
+class TrainConfig:
+    """SFT a student on teacher traces with TRL (full fine-tune, LoRA or 4-bit QLoRA)."""
+
+    # ------------------------------------------------------------------ data
+    dataset: list[str] = option(["filtered@latest"], help="Training data: artifact ref (filtered / imported), local "
+                                "jsonl/parquet or Hub id. 'REF:WEIGHT' mixes datasets; the weight is the fraction of "
+                                "that dataset used (2.0 repeats it twice). Repeatable.")
+    split: str | None = option(None, help="Split of the inputs (default: train, or the only split).")
+    model: str = option("bundled", help="Student: 'bundled' (SmolLM2-135M), a local HF folder, a checkpoint ref "
+                        "(NAME@vN) or a Hub id such as Qwen/Qwen2.5-7B-Instruct.")
+    model_revision: str | None = option(None, help="Hub revision of the student (branch, tag or commit).")
+    name: str | None = option(None, help="Output checkpoint name (default: the recipe name, else 'student').")
+    limit: int | None = option(None, help="Use at most this many training rows (after mixing; for quick trials).")
+    problem_column: str = option("problem", help="Column with the problem, used when rows carry no prompt.")
+    completion_column: str = option("completion", help="Column with the teacher's full <think>...</think> answer.")
+
+    # ------------------------------------------------------------------ conversation format
+    chat_template: str = option("auto", help="Chat template to train with: auto (the traces' template when the "
+                                "student's vocabulary can encode it, else the student's own), traces, student, "
+                                "chatml, qwen2.5, llama3.1, r1-distill, smollm2, or a .jinja file.")
+    system_prompt: str | None = option(None, help="System prompt of every example (default: the one the traces "
+                                       "were made with; '' for none).")
+    prompt_template: str | None = option(None, help="User turn built from the problem column, '{problem}' replaced "
+                                         "(default: the traces' template; only for rows without a prompt column).")
+    keep_few_shot: bool = option(False, help="Keep few-shot turns of the traces' prompts (default: drop them).")
+    reformat_reasoning: bool = option(True, help="Rewrite completions as '<think>\\n{reasoning}\\n</think>\\n\\n"
+                                      "{answer}' (also converts <|begin_of_thought|>-style markers).")
+    assistant_only_loss: bool = option(True, help="Loss on the assistant turn (incl. its end-of-turn token) only; "
+                                       "--no-assistant-only-loss trains on the whole sequence.")
+
+    # ------------------------------------------------------------------ lengths
+    max_length: int = option(16384, help="Longest training sequence in tokens.")
+    truncate: bool = option(False, help="Cut examples longer than max-length (keeps the start; the answer and end "
+                            "token are lost) instead of dropping them.")
+    packing: bool = option(False, help="Pack examples into max-length rows (best-fit decreasing); packed examples "
+                           "never attend to each other.")
+    eval_fraction: float = option(0.02, help="Share of rows held out for eval loss (0 = no validation split).")
+    eval_max_rows: int = option(500, help="At most this many validation rows.")
+    eval_steps: int | None = option(None, help="Evaluate every N optimizer steps (default: with each save).")
+
+    # ------------------------------------------------------------------ optimisation
+    num_train_epochs: float = option(3.0, help="Epochs over the training rows.")
+    max_steps: int = option(-1, help="Stop after this many optimizer steps (-1: run the epochs).")
+    learning_rate: float = option(1e-5, help="Peak learning rate (AdamW).")
+    lr_scheduler_type: str = option("cosine", help="Learning-rate schedule (transformers name).")
+    warmup_ratio: float = option(0.1, help="Share of the steps spent warming up.")
+    weight_decay: float = option(0.0, help="AdamW weight decay.")
+    optim: str = option("adamw_torch", help="Optimizer (transformers name, e.g. adamw_torch, adamw_8bit).")
+    per_device_train_batch_size: int = option(1, help="Sequences per device per micro-batch.")
+    per_device_eval_batch_size: int | None = option(None, help="Eval micro-batch (default: the train one).")
+    gradient_accumulation_steps: int = option(1, help="Micro-batches per optimizer step.")
+    global_batch_size: int | None = option(None, help="Sequences per optimizer step over all devices; sets "
+                                           "gradient accumulation from the number of devices.")
+    max_grad_norm: float = option(1.0, help="Gradient clipping norm.")
+    precision: str = option("auto", help="auto (bf16 on a GPU that has it, else fp32), bf16, fp16 or fp32.")
+    gradient_checkpointing: bool = option(True, help="Recompute activations in the backward pass (less memory).")
+    attn_implementation: str | None = option(None, help="Attention kernel: flash_attention_2, sdpa or eager "
+                                             "(default: the model's).")
+    use_liger_kernel: bool = option(False, help="Use Liger kernels (needs liger-kernel).")
+    seed: int = option(42, help="Seed for shuffling, splits and initialisation.")
+    dataset_num_proc: int | None = option(None, help="Processes for tokenization.")
+
+    # ------------------------------------------------------------------ LoRA / QLoRA
+    lora: bool = option(False, help="Train LoRA adapters on all linear layers instead of every weight.")
+    lora_r: int = option(16, help="LoRA rank.")
+    lora_alpha: int = option(32, help="LoRA alpha (scale = alpha / r).")
+    lora_dropout: float = option(0.05, help="LoRA dropout.")
+    lora_target_modules: list[str] = option(["all-linear"], help="Modules that get adapters (peft names).")
+    load_in_4bit: bool = option(False, help="QLoRA: load the frozen base in 4-bit NF4 with double quantization "
+                                "(bitsandbytes); implies --lora.")
+    merge: bool = option(False, help="Also write the adapter merged into the base as a full model in merged/.")
+
+    # ------------------------------------------------------------------ devices
+    num_gpus: int = option(1, help="GPUs per machine; >1 relaunches under `accelerate launch`.")
+    accelerate_config: str = option("ddp", help="Multi-GPU strategy: ddp, zero2, zero3, zero3-offload, fsdp "
+                                    "(recipes/accelerate/) or an accelerate YAML file.")
+    num_machines: int = option(1, help="Machines in a multi-node run (see recipes/slurm/).")
+    machine_rank: int = option(0, help="Rank of this machine in a multi-node run.")
+    main_process_ip: str | None = option(None, help="Address of machine 0 in a multi-node run.")
+    main_process_port: int = option(29500, help="Port of machine 0 in a multi-node run.")
+
+    # ------------------------------------------------------------------ checkpoints and tracking
+    save_steps: int = option(500, help="Save a resumable trainer checkpoint every N steps (outside the artifact).")
+    save_total_limit: int = option(2, help="Resumable trainer checkpoints kept.")
+    logging_steps: int = option(10, help="Log the loss every N steps.")
+    resume: bool = option(True, help="Resume from the last trainer checkpoint of an identical run.")
+    keep_run_dir: bool = option(False, help="Keep the trainer checkpoints after a successful run.")
+    report_to: list[str] = option(["auto"], help="Trackers: auto (tensorboard when installed), none, tensorboard, "
+                                  "wandb, mlflow, ...")
+    temperature: float = option(0.6, help="Sampling temperature recorded in generation_config.json.")
+    top_p: float = option(0.95, help="Top-p recorded in generation_config.json.")
+    push_to_hub: str | None = option(None, help="Also upload the checkpoint to this Hub repo.")
+    recipe: str | None = option(None, help="Recipe the defaults came from (set by --recipe).", cli=False)
+
+    def validate(self) -> None:
+        if self.load_in_4bit:
+            self.lora = True  # QLoRA trains adapters on the frozen 4-bit base
+        if self.merge and not self.lora:
+            raise UserError("--merge needs --lora (a full fine-tune is already a full model)")
+        if self.precision not in PRECISIONS:
+            raise UserError(f"precision {self.precision!r} unknown: use one of {', '.join(PRECISIONS)}")
+        if not self.dataset:
+            raise UserError("no --dataset given: pass a filtered/imported artifact ref, a file or a Hub id")
+        if self.max_length < 16:
+            raise UserError(f"max_length {self.max_length} is too small: use at least 16 tokens")
+        if not 0 <= self.eval_fraction < 1:
+            raise UserError(f"eval_fraction {self.eval_fraction} must be in [0, 1)")
+        if not 0 <= self.warmup_ratio < 1:
+            raise UserError(f"warmup_ratio {self.warmup_ratio} must be in [0, 1)")
+        for key in ("per_device_train_batch_size", "gradient_accumulation_steps", "num_gpus", "num_machines",
+                    "save_steps", "logging_steps", "lora_r"):
+            if getattr(self, key) < 1:
+                raise UserError(f"{key} must be at least 1 (got {getattr(self, key)})")
+        if self.global_batch_size is not None and self.global_batch_size < 1:
+            raise UserError("global_batch_size must be at least 1")
+        unknown = [t for t in self.report_to if t not in TRACKERS]
+        if unknown:
+            raise UserError(f"unknown tracker {unknown[0]!r} in report_to: use {', '.join(TRACKERS)}")
+        if self.num_machines > 1 and not self.main_process_ip:
+            raise UserError("a multi-node run needs --main-process-ip (the address of machine 0)")
+
+    @property
+    def output_name(self) -> str:
+        return self.name or (self.recipe if self.recipe and "/" not in self.recipe and not
+                             self.recipe.endswith((".yaml", ".yml")) else None) or "student"

@@ -1,0 +1,78 @@
+"""pass@k and error bars against values worked out by hand."""
+
+import math
+
+import pytest
+
+from distill.metrics import Estimate, estimate, paired_difference, pass_at_k, rate_estimates
+
+
+def test_pass_at_k_hand_values():
+    assert pass_at_k(n=4, c=1, k=2) == pytest.approx(1 - 3 / 6)  # 1 - C(3,2)/C(4,2)
+    assert pass_at_k(n=5, c=2, k=3) == pytest.approx(1 - 1 / 10)  # 1 - C(3,3)/C(5,3)
+    assert pass_at_k(n=64, c=3, k=1) == pytest.approx(3 / 64)  # pass@1 is the plain share
+    assert pass_at_k(n=10, c=0, k=5) == 0.0
+    assert pass_at_k(n=10, c=7, k=5) == 1.0  # fewer than k wrong samples: any k include a right one
+    assert pass_at_k(n=1, c=1, k=1) == 1.0
+
+
+def test_pass_at_k_matches_the_combinatorial_formula():
+    for n in range(1, 13):
+        for c in range(n + 1):
+            for k in range(1, n + 1):
+                expected = 1 - math.comb(n - c, k) / math.comb(n, k)
+                assert pass_at_k(n, c, k) == pytest.approx(expected, abs=1e-12), (n, c, k)
+
+
+def test_pass_at_k_rejects_impossible_inputs():
+    with pytest.raises(ValueError):
+        pass_at_k(n=4, c=1, k=8)
+    with pytest.raises(ValueError):
+        pass_at_k(n=4, c=5, k=1)
+
+
+def test_estimate_mean_stderr_and_interval():
+    est = estimate([1.0, 0.0, 0.5, 0.5])
+    # sample variance = (0.25 + 0.25 + 0 + 0) / 3 = 1/6; stderr = sqrt(1/6 / 4) = sqrt(1/24)
+    assert est.mean == pytest.approx(0.5)
+    assert est.stderr == pytest.approx(math.sqrt(1 / 24))
+    assert est.ci_low == pytest.approx(0.5 - 1.959964 * math.sqrt(1 / 24), abs=1e-6)
+    assert est.ci_high == pytest.approx(0.5 + 1.959964 * math.sqrt(1 / 24), abs=1e-6)
+    assert est.count == 4
+    assert est.format() == "50.0 ± 20.4"
+
+
+def test_estimate_clips_rates_but_not_token_counts():
+    est = estimate([1, 1, 1, 0])  # mean .75, sd .5, se .25 -> upper bound .75 + .49 clipped to 1
+    assert est.stderr == pytest.approx(0.25)
+    assert est.ci_high == 1.0
+    tokens = estimate([100, 300], low=None, high=None)
+    assert tokens.mean == 200 and tokens.stderr == pytest.approx(100.0)
+    assert tokens.ci_low == pytest.approx(200 - 1.959964 * 100, abs=1e-3)  # negative: not clipped
+
+
+def test_estimate_degenerate_cases():
+    assert estimate([]).mean is None and estimate([]).format() == "n/a"
+    single = estimate([0.25])
+    assert single.mean == 0.25 and single.stderr is None and single.count == 1
+    assert estimate([None, 1.0, float("nan"), 0.0]).count == 2  # missing values are skipped
+
+
+def test_paired_difference_uses_common_problems_only():
+    after = {"a": 1.0, "b": 1.0, "c": 0.5}
+    before = {"a": 0.5, "b": 0.0, "c": 0.5, "d": 1.0}
+    diff = paired_difference(after, before)
+    # diffs .5, 1, 0: mean .5, sample variance ((0)^2 + .5^2 + .5^2) / 2 = .25, se = sqrt(.25 / 3)
+    assert diff.count == 3
+    assert diff.mean == pytest.approx(0.5)
+    assert diff.stderr == pytest.approx(math.sqrt(0.25 / 3))
+    # pairing: a constant shift has zero paired error even though each side varies a lot
+    shift = paired_difference({"a": 0.9, "b": 0.2, "c": 0.6}, {"a": 0.8, "b": 0.1, "c": 0.5})
+    assert shift.mean == pytest.approx(0.1) and shift.stderr == pytest.approx(0.0, abs=1e-12)
+
+
+def test_estimate_round_trips_through_dict():
+    est = estimate([0.0, 1.0, 1.0])
+    assert Estimate.from_dict(est.to_dict()) == est
+    rates = rate_estimates([{"x": 1.0, "t": 10}, {"x": 0.0, "t": 30}], ["x", "t"], unbounded=["t"])
+    assert rates["x"].mean == 0.5 and rates["t"].mean == 20 and rates["t"].ci_high > 30

@@ -36,7 +36,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from distill import artifacts
 from distill.config import make_command, option, to_dict
@@ -63,40 +63,40 @@ PROTOCOLS = {
 class EvalConfig:
     """Score a model on benchmarks with the generate stage's engine and the filter's verifiers."""
 
-    model: str | None = option(None, "Model to score: 'bundled', a checkpoint (NAME@vN), a local HF dir or a Hub id.")
+    model: Optional[str] = option(None, "Model to score: 'bundled', a checkpoint (NAME@vN), a local HF dir or a Hub id.")
     benchmark: list[str] = option([], "Benchmark (repeatable): gsm8k, math500, aime24, aime25, gpqa-diamond, "
                                       "livecodebench, NAME=FILE (a local copy), or a jsonl/parquet/artifact.")
     protocol: str = option("open-r1", "Sampling preset: open-r1 | evalchemy | greedy (see the command docstring).")
-    n: int | None = option(None, "Samples per problem (default: the protocol's count for each benchmark).")
-    max_tokens: int | None = option(None, "Max new tokens per sample (default: the protocol's, 32768).")
-    temperature: float | None = option(None, "Sampling temperature (default: the protocol's).")
-    top_p: float | None = option(None, "Nucleus sampling top-p (default: the protocol's).")
+    n: Optional[int] = option(None, "Samples per problem (default: the protocol's count for each benchmark).")
+    max_tokens: Optional[int] = option(None, "Max new tokens per sample (default: the protocol's, 32768).")
+    temperature: Optional[float] = option(None, "Sampling temperature (default: the protocol's).")
+    top_p: Optional[float] = option(None, "Nucleus sampling top-p (default: the protocol's).")
     pass_at: list[int] = option([], "k for pass@k, repeatable (default: 1 and n).", flag="--pass-at")
-    limit: int | None = option(None, "Score only the first N problems of each benchmark.")
+    limit: Optional[int] = option(None, "Score only the first N problems of each benchmark.")
     problem_column: str = option("problem", "Problem column of a file/artifact benchmark.")
     answer_column: str = option("answer", "Reference column of a file/artifact benchmark (a worked solution "
                                           "ending in '#### N' or \\boxed{} also works).")
     id_column: str = option("id", "Id column of a file/artifact benchmark (row numbers when absent).")
-    system_prompt: str | None = option(None, "System prompt (default: the checkpoint's recorded conversation).")
-    prompt_template: str | None = option(None, "User prompt template with {problem} (default: the checkpoint's, "
+    system_prompt: Optional[str] = option(None, "System prompt (default: the checkpoint's recorded conversation).")
+    prompt_template: Optional[str] = option(None, "User prompt template with {problem} (default: the checkpoint's, "
                                                "else distill.prompting's).")
-    few_shot: str | None = option(None, "JSON/YAML file of few-shot messages to put before each problem.")
-    outputs: str | None = option(None, "Grade precomputed completions (a jsonl/parquet or a traces artifact) "
+    few_shot: Optional[str] = option(None, "JSON/YAML file of few-shot messages to put before each problem.")
+    outputs: Optional[str] = option(None, "Grade precomputed completions (a jsonl/parquet or a traces artifact) "
                                        "instead of generating; rows carry id + completion (+ answer).")
     completion_column: str = option("completion", "Completion column of --outputs.")
     engine: str = option("vllm", "Engine: vllm (in-process) | openai (an OpenAI-compatible server).")
-    base_url: str | None = option(None, "Server URL for --engine openai (e.g. http://127.0.0.1:8000/v1).")
-    api_key_env: str | None = option(None, "Env var holding the server's API key (--engine openai).")
+    base_url: Optional[str] = option(None, "Server URL for --engine openai (e.g. http://127.0.0.1:8000/v1).")
+    api_key_env: Optional[str] = option(None, "Env var holding the server's API key (--engine openai).")
     enforce_eager: bool = option(False, "vLLM: no CUDA graphs / compilation (fast start, slower decoding).")
-    max_model_len: int | None = option(None, "vLLM: context length (default: the model's).")
+    max_model_len: Optional[int] = option(None, "vLLM: context length (default: the model's).")
     seed: int = option(0, "Engine seed.")
     tensor_parallel_size: int = option(1, "vLLM: GPUs to shard the model over.")
-    gpu_memory_utilization: float | None = option(None, "vLLM: share of GPU memory to use.")
+    gpu_memory_utilization: Optional[float] = option(None, "vLLM: share of GPU memory to use.")
     dtype: str = option("auto", "vLLM: weights dtype.")
     max_concurrency: int = option(64, "--engine openai: requests in flight.")
-    num_proc: int | None = option(None, "Grading worker processes (default: the grader's).")
-    name: str | None = option(None, "Eval artifact name (default: eval-<model name>).")
-    push_to_hub: str | None = option(None, "Also upload the eval artifact to this Hub dataset repo.")
+    num_proc: Optional[int] = option(None, "Grading worker processes (default: the grader's).")
+    name: Optional[str] = option(None, "Eval artifact name (default: eval-<model name>).")
+    push_to_hub: Optional[str] = option(None, "Also upload the eval artifact to this Hub dataset repo.")
     compare: bool = option(False, "Compare saved evals: distill eval --compare EVAL_A EVAL_B ... (markdown table).")
     evals: list[str] = option([], "Eval artifact references for --compare.")
 
@@ -269,8 +269,8 @@ def default_name(cfg: EvalConfig, checkpoint, outputs_source) -> str:
 # ---------------------------------------------------------------------------- run
 
 
-def run(cfg: EvalConfig) -> str | None:
-    """Score (or compare); returns the new eval artifact's reference."""
+def run(cfg: EvalConfig, engine=None) -> str | None:
+    """Score (or compare); returns the new eval artifact's reference. ``engine``: an open engine to reuse."""
     if cfg.compare:
         from distill.eval_report import compare_table, load_results
 
@@ -308,7 +308,7 @@ def run(cfg: EvalConfig) -> str | None:
             if cfg.pass_at and max(cfg.pass_at) > samples_for(cfg, bench):
                 raise UserError(f"--pass-at {max(cfg.pass_at)} needs that many samples per problem, but {bench.name} "
                                 f"gets n={samples_for(cfg, bench)}: raise --n")
-        rows, engine_format = generate(cfg, path, benches, sampling, conversation)
+        rows, engine_format = generate(cfg, path, benches, sampling, conversation, engine)
     records = grade_rows(rows, cfg.num_proc)
     return save(cfg, name, records, benches, checkpoint, path, sampling, conversation, engine_format, outputs_source)
 
@@ -493,5 +493,5 @@ def _click_help(doc: str) -> str:
                        for p in paragraphs)
 
 
-command = make_command(EvalConfig, run, doc=_click_help(__doc__), positional=("evals",))
+command = make_command(EvalConfig, lambda cfg: run(cfg), doc=_click_help(__doc__), positional=("evals",))
 

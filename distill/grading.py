@@ -13,9 +13,10 @@ never a hang. Code answers go to the sandbox (``distill.verifiers.code``).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Callable
+from typing import Any
 
 from distill.checks.format import OK, check_format, normalize_markers, split_reasoning
 from distill.config import option
@@ -60,7 +61,7 @@ class GradeConfig:
                                                 "template prefilled the opening tag, as R1's does).")
     unsafe_code_exec: bool = option(False, "Run code answers without the sandbox (only for trusted models, "
                                            "in a throwaway container).")
-    code_timeout: float = option(10.0, "Wall-clock limit per code test run, in seconds.")
+    code_timeout: float = option(6.0, "Wall-clock limit per code test, in seconds.")
     min_pass_fraction: float = option(1.0, "A code answer is correct when at least this share of its tests pass.")
     worker_memory_mb: int = option(4096, "Address-space limit of each check worker (MiB); a check that needs more "
                                          "fails instead of swapping the machine.")
@@ -132,7 +133,7 @@ def grade_batch(items: list[GradeItem], config: GradeConfig | None = None, num_p
     references = [reference_answer(item.reference) for item in items]
 
     to_check = []
-    for i, (result, domain) in enumerate(zip(results, domains)):
+    for i, (result, domain) in enumerate(zip(results, domains, strict=True)):
         if domain in ("math", "multiple_choice"):
             if result.answer_text.strip():
                 to_check.append(i)
@@ -160,40 +161,41 @@ def grade_batch(items: list[GradeItem], config: GradeConfig | None = None, num_p
         finally:
             if own:
                 pool.close()
-        for i, verdict in zip(to_check, verdicts):
+        for i, verdict in zip(to_check, verdicts, strict=True):
             results[i].verdict = verdict
 
     code_rows = [i for i, d in enumerate(domains) if d == "code"]
     if code_rows:
-        for i, verdict in zip(code_rows, _verify_code([items[i] for i in code_rows],
-                                                      [results[i].answer_text for i in code_rows], config)):
+        verdicts = _verify_code([items[i] for i in code_rows], [results[i].answer_text for i in code_rows], config,
+                                num_proc)
+        for i, verdict in zip(code_rows, verdicts, strict=True):
             results[i].verdict = verdict
         if progress is not None:
             progress(len(code_rows))
     return results
 
 
-def sandbox_config(config: GradeConfig):
+def sandbox_config(config: GradeConfig, max_workers: int | None = None):
     """The code verifier's ``SandboxConfig`` for these grading options."""
     from distill.verifiers import code as code_verifier
 
-    return code_verifier.SandboxConfig(timeout_s=config.code_timeout, unsafe=config.unsafe_code_exec,
-                                       min_pass_fraction=config.min_pass_fraction)
+    return code_verifier.SandboxConfig(per_test_timeout_s=config.code_timeout, unsafe_code_exec=config.unsafe_code_exec,
+                                       min_pass_fraction=config.min_pass_fraction, max_workers=max_workers)
 
 
-def _verify_code(items: list[GradeItem], answers: list[str], config: GradeConfig) -> list[Verdict]:
+def _verify_code(items: list[GradeItem], answers: list[str], config: GradeConfig,
+                 max_workers: int | None = None) -> list[Verdict]:
     try:
         from distill.verifiers import code as code_verifier
     except ImportError:
         raise UserError("code answers need the code verifier (distill.verifiers.code), which is not installed "
                         "in this version; drop the code rows or use --domain-column to grade them otherwise") from None
     batch = [dict(answer_text=answer, test_cases=item.test_cases, fn_name=item.fn_name,
-                  starter_code=item.starter_code) for item, answer in zip(items, answers)]
+                  starter_code=item.starter_code) for item, answer in zip(items, answers, strict=True)]
     try:
-        return code_verifier.verify_code_batch(batch, sandbox_config(config))
+        return code_verifier.verify_code_batch(batch, sandbox_config(config, max_workers))
     except code_verifier.SandboxUnavailable as exc:
-        raise UserError(f"cannot run code checks: {exc} (install bubblewrap, or pass --unsafe-code-exec "
-                        "inside a throwaway container)") from None
+        raise UserError(f"cannot run code checks: {exc}") from None
 
 
 # ---------------------------------------------------------------------------- lenient accuracy
@@ -223,12 +225,10 @@ def lenient_correct(text: str, reference) -> bool:
     target = _as_fraction(gold) if gold is not None else None
     if target is None:
         return False
-    last = None
-    for last in _NUMBER.finditer(text or ""):
-        pass
-    if last is None:
+    numbers = _NUMBER.findall(text or "")
+    if not numbers:
         return False
-    value = _as_fraction(last.group())
+    value = _as_fraction(numbers[-1])
     return value is not None and value == target
 
 

@@ -47,7 +47,7 @@ KNOWN_MODELS = {
 @dataclass
 class Estimate:
     model: str
-    params: float
+    params: int
     seq_len: int
     offload: bool
     gpu_gib: float  # needed per GPU
@@ -61,14 +61,17 @@ class Hardware:
     host_gib: float
 
 
-def parameter_count(arch: dict) -> float:
+def parameter_count(arch: dict) -> int:
+    """Weights of a dense decoder (Llama / Qwen2 layout) from its config numbers."""
     h, i, layers = arch["hidden_size"], arch["intermediate_size"], arch["num_hidden_layers"]
     heads = arch["num_attention_heads"]
     kv = arch.get("num_key_value_heads") or heads
     head_dim = arch.get("head_dim") or h // heads
     attention = 2 * h * heads * head_dim + 2 * h * kv * head_dim
+    if arch.get("attention_bias", arch.get("model_type", "qwen2") == "qwen2"):  # Qwen2 has q/k/v biases
+        attention += (heads + 2 * kv) * head_dim
     embeddings = arch["vocab_size"] * h * (1 if arch.get("tie_word_embeddings") else 2)
-    return layers * (attention + 3 * h * i + 2 * h) + embeddings
+    return layers * (attention + 3 * h * i + 2 * h) + h + embeddings
 
 
 def architecture(model: str) -> dict:

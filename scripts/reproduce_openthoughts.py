@@ -47,10 +47,11 @@ PUBLISHED_SOURCE = (
     "reported by the same authors in the same table. An earlier version of the card and the open-thoughts GitHub "
     "README showed AIME24 43.3 for OpenThinker-7B; we compare with the current 31.3.")
 # SMOKE=1: the same pipeline, made small (bundled 135M model, short sequences, a few steps, tiny generations).
-SMOKE_TRAIN = ["--model", "bundled", "--max-length", "1024", "--truncate", "--max-steps", "2",
-               "--num-train-epochs", "1", "--global-batch-size", "4", "--num-gpus", "1", "--accelerate-config", "ddp",
-               "--eval-fraction", "0", "--report-to", "none", "--logging-steps", "1", "--precision", "fp32"]
-SMOKE_EVAL = ["--limit", "2", "--max-tokens", "16", "--enforce-eager", "--max-model-len", "2048"]
+SMOKE_TRAIN = ["--model", "bundled", "--max-length", "512", "--truncate", "--max-steps", "2", "--num-train-epochs", "1",
+               "--set", "global_batch_size=1", "--num-gpus", "1", "--accelerate-config", "ddp", "--eval-fraction", "0",
+               "--no-gradient-checkpointing", "--report-to", "none", "--logging-steps", "1", "--precision", "fp32"]
+# (--set for the optional-int options: distill.config does not yet coerce `int | None` flags)
+SMOKE_EVAL = ["--set", "limit=2", "--set", "max_tokens=16", "--set", "max_model_len=2048", "--enforce-eager"]
 
 
 @dataclass
@@ -156,7 +157,8 @@ def report(plan: Plan, measured: dict[str, dict], checkpoint_ref: str, data_ref:
     label = "this run" + (" (VERIFY=1 variant: metadata re-verified with `distill filter`, not the reproduction)"
                           if plan.verify else "")
     if plan.smoke:
-        label += " — SMOKE=1: 64-row sample, bundled SmolLM2-135M, 2 steps, 16 tokens, stand-in benchmark files"
+        label += (" — SMOKE=1: 64-row sample, bundled SmolLM2-135M, 2 steps of 1 sequence, 16 new tokens, "
+                  "2 problems of stand-in benchmark files")
     header = "| model | " + " | ".join(title for _, title in BENCHMARKS) + " |"
     lines = [header, "|---|" + "---|" * len(BENCHMARKS)]
     cells = []

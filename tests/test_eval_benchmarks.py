@@ -103,3 +103,10 @@ def test_livecodebench_private_tests_decode_and_refuse_code():
     problem = benchmarks._livecodebench(row, 0)
     assert problem.domain == "code" and problem.reference is None and len(problem.test_cases) == 2
     assert "Read the inputs from stdin" in problem.problem and problem.fn_name is None
+
+
+def test_offline_hub_benchmark_says_how_to_use_a_local_copy(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(UserError, match=r"cannot load Hub dataset 'openai/gsm8k'.*--benchmark gsm8k=FILE"):
+        load_benchmark("gsm8k")

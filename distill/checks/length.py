@@ -29,7 +29,7 @@ def count_tokens(texts: list[str], reported: list[int | None] | None = None, tok
     if missing:
         if tokenizer is not None:
             encoded = tokenizer([texts[i] or "" for i in missing], add_special_tokens=False)["input_ids"]
-            for i, ids in zip(missing, encoded):
+            for i, ids in zip(missing, encoded, strict=True):
                 counts[i] = len(ids)
             source = "tokenizer" if len(missing) == len(texts) else "reported+tokenizer"
         else:

@@ -37,7 +37,8 @@ def model_card(*, name: str, version: str, base_model: str, teachers: list[str],
              + ("datasets:\n" + "".join(f"- {d}\n" for d in hub_datasets) if hub_datasets else "") + "---\n\n")
     teacher_text = ", ".join(f"`{t}`" for t in teachers) or "an unrecorded teacher"
     data_lines = "\n".join(
-        f"- `{d['spec']}` ({d.get('format')}, {d.get('train_rows')} training rows of {d.get('rows')}"
+        f"- `{d['source'].get('ref') or d['source'].get('id') or d['source'].get('path') or d['spec']}` "
+        f"(weight {d.get('weight')}, {d.get('format')} rows, {d.get('train_rows')} used for training of {d.get('rows')}"
         + (f", sha256 `{d['source'].get('sha256', '')[:16]}`" if d.get("source", {}).get("sha256") else "") + ")"
         for d in datasets)
     method = ("QLoRA (4-bit NF4 base)" if cfg.get("load_in_4bit") else "LoRA") if adapter else "full fine-tune"

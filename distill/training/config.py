@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 from distill.config import option
 from distill.errors import UserError
@@ -24,12 +25,12 @@ class TrainConfig:
     dataset: list[str] = option(["filtered@latest"], help="Training data: artifact ref (filtered / imported), local "
                                 "jsonl/parquet or Hub id. 'REF:WEIGHT' mixes datasets; the weight is the fraction of "
                                 "that dataset used (2.0 repeats it twice). Repeatable.")
-    split: str | None = option(None, help="Split of the inputs (default: train, or the only split).")
+    split: Optional[str] = option(None, help="Split of the inputs (default: train, or the only split).")
     model: str = option("bundled", help="Student: 'bundled' (SmolLM2-135M), a local HF folder, a checkpoint ref "
                         "(NAME@vN) or a Hub id such as Qwen/Qwen2.5-7B-Instruct.")
-    model_revision: str | None = option(None, help="Hub revision of the student (branch, tag or commit).")
-    name: str | None = option(None, help="Output checkpoint name (default: the recipe name, else 'student').")
-    limit: int | None = option(None, help="Use at most this many training rows (after mixing; for quick trials).")
+    model_revision: Optional[str] = option(None, help="Hub revision of the student (branch, tag or commit).")
+    name: Optional[str] = option(None, help="Output checkpoint name (default: the recipe name, else 'student').")
+    limit: Optional[int] = option(None, help="Use at most this many training rows (after mixing; for quick trials).")
     problem_column: str = option("problem", help="Column with the problem, used when rows carry no prompt.")
     completion_column: str = option("completion", help="Column with the teacher's full <think>...</think> answer.")
 
@@ -37,9 +38,9 @@ class TrainConfig:
     chat_template: str = option("auto", help="Chat template to train with: auto (the traces' template when the "
                                 "student's vocabulary can encode it, else the student's own), traces, student, "
                                 "chatml, qwen2.5, llama3.1, r1-distill, smollm2, or a .jinja file.")
-    system_prompt: str | None = option(None, help="System prompt of every example (default: the one the traces "
+    system_prompt: Optional[str] = option(None, help="System prompt of every example (default: the one the traces "
                                        "were made with; '' for none).")
-    prompt_template: str | None = option(None, help="User turn built from the problem column, '{problem}' replaced "
+    prompt_template: Optional[str] = option(None, help="User turn built from the problem column, '{problem}' replaced "
                                          "(default: the traces' template; only for rows without a prompt column).")
     keep_few_shot: bool = option(False, help="Keep few-shot turns of the traces' prompts (default: drop them).")
     reformat_reasoning: bool = option(True, help="Rewrite completions as '<think>\\n{reasoning}\\n</think>\\n\\n"
@@ -55,7 +56,7 @@ class TrainConfig:
                            "never attend to each other.")
     eval_fraction: float = option(0.02, help="Share of rows held out for eval loss (0 = no validation split).")
     eval_max_rows: int = option(500, help="At most this many validation rows.")
-    eval_steps: int | None = option(None, help="Evaluate every N optimizer steps (default: with each save).")
+    eval_steps: Optional[int] = option(None, help="Evaluate every N optimizer steps (default: with each save).")
 
     # ------------------------------------------------------------------ optimisation
     num_train_epochs: float = option(3.0, help="Epochs over the training rows.")
@@ -66,18 +67,18 @@ class TrainConfig:
     weight_decay: float = option(0.0, help="AdamW weight decay.")
     optim: str = option("adamw_torch", help="Optimizer (transformers name, e.g. adamw_torch, adamw_8bit).")
     per_device_train_batch_size: int = option(1, help="Sequences per device per micro-batch.")
-    per_device_eval_batch_size: int | None = option(None, help="Eval micro-batch (default: the train one).")
+    per_device_eval_batch_size: Optional[int] = option(None, help="Eval micro-batch (default: the train one).")
     gradient_accumulation_steps: int = option(1, help="Micro-batches per optimizer step.")
-    global_batch_size: int | None = option(None, help="Sequences per optimizer step over all devices; sets "
+    global_batch_size: Optional[int] = option(None, help="Sequences per optimizer step over all devices; sets "
                                            "gradient accumulation from the number of devices.")
     max_grad_norm: float = option(1.0, help="Gradient clipping norm.")
     precision: str = option("auto", help="auto (bf16 on a GPU that has it, else fp32), bf16, fp16 or fp32.")
     gradient_checkpointing: bool = option(True, help="Recompute activations in the backward pass (less memory).")
-    attn_implementation: str | None = option(None, help="Attention kernel: flash_attention_2, sdpa or eager "
+    attn_implementation: Optional[str] = option(None, help="Attention kernel: flash_attention_2, sdpa or eager "
                                              "(default: the model's).")
     use_liger_kernel: bool = option(False, help="Use Liger kernels (needs liger-kernel).")
     seed: int = option(42, help="Seed for shuffling, splits and initialisation.")
-    dataset_num_proc: int | None = option(None, help="Processes for tokenization.")
+    dataset_num_proc: Optional[int] = option(None, help="Processes for tokenization.")
 
     # ------------------------------------------------------------------ LoRA / QLoRA
     lora: bool = option(False, help="Train LoRA adapters on all linear layers instead of every weight.")
@@ -95,7 +96,7 @@ class TrainConfig:
                                     "(recipes/accelerate/) or an accelerate YAML file.")
     num_machines: int = option(1, help="Machines in a multi-node run (see recipes/slurm/).")
     machine_rank: int = option(0, help="Rank of this machine in a multi-node run.")
-    main_process_ip: str | None = option(None, help="Address of machine 0 in a multi-node run.")
+    main_process_ip: Optional[str] = option(None, help="Address of machine 0 in a multi-node run.")
     main_process_port: int = option(29500, help="Port of machine 0 in a multi-node run.")
 
     # ------------------------------------------------------------------ checkpoints and tracking
@@ -108,8 +109,8 @@ class TrainConfig:
                                   "wandb, mlflow, ...")
     temperature: float = option(0.6, help="Sampling temperature recorded in generation_config.json.")
     top_p: float = option(0.95, help="Top-p recorded in generation_config.json.")
-    push_to_hub: str | None = option(None, help="Also upload the checkpoint to this Hub repo.")
-    recipe: str | None = option(None, help="Recipe the defaults came from (set by --recipe).", cli=False)
+    push_to_hub: Optional[str] = option(None, help="Also upload the checkpoint to this Hub repo.")
+    recipe: Optional[str] = option(None, help="Recipe the defaults came from (set by --recipe).", cli=False)
 
     def validate(self) -> None:
         if self.load_in_4bit:

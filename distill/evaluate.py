@@ -22,9 +22,11 @@ Protocols (explicit --n/--temperature/--top-p/--max-tokens override them):
 
 Prompting: the conversation recorded in the checkpoint's manifest (`conversation`: system prompt, prompt
 template, few-shot; looked up through its parents, e.g. the traces it was trained on) unless --system-prompt /
---prompt-template / --few-shot say otherwise; for a plain model, distill.prompting's defaults. GPQA and
-LiveCodeBench bring their own lighteval prompts (answer letter / code block). The checkpoint's saved chat
-template and generation config (eos ids) are what vLLM loads; their sha256 are in results.json.
+--prompt-template / --few-shot say otherwise; for a plain model, distill.prompting's defaults (DeepSeek-R1's
+"Please reason step by step, and put your final answer within \\boxed{}."; lighteval words its math prompt
+differently, --prompt-template reproduces any other). GPQA and LiveCodeBench bring their own lighteval
+prompts (answer letter / code block). The checkpoint's saved chat template and generation config (eos ids)
+are what vLLM loads; their sha256 are in results.json.
 """
 
 from __future__ import annotations
@@ -218,32 +220,30 @@ def resolve_checkpoint(spec: str | None):
 
 
 def loadable_model_dir(path: str, checkpoint) -> str:
-    """A LoRA checkpoint is scored through its merged weights (``merged/`` beside ``model/``)."""
-    model_dir = Path(path)
-    if model_dir.is_dir() and not (model_dir / "config.json").is_file() and (model_dir / "adapter_config.json").is_file():
-        merged = model_dir.parent / "merged"
-        if (merged / "config.json").is_file():
-            return str(merged)
-        raise UserError(f"{checkpoint.ref if checkpoint else path} holds a LoRA adapter without merged weights: "
-                        "re-train with --merge (or merge it) to evaluate it")
-    return path
+    """The folder the engine loads: a checkpoint's full model, or its merged/ weights for a LoRA run
+    (distill.training.layout decides, as for generate)."""
+    if checkpoint is None:
+        return path
+    from distill.training.layout import inference_model
+
+    model_dir, adapter = inference_model(checkpoint.path)
+    if adapter is not None:
+        raise UserError(f"{checkpoint.ref} holds a LoRA adapter without merged weights: re-train with --merge "
+                        "to evaluate it")
+    return model_dir
 
 
-def file_sha256(path: Path) -> str | None:
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
-
-
-def model_info(cfg: EvalConfig, path: str | None, checkpoint) -> dict[str, Any]:
+def model_info(cfg: EvalConfig, path: str | None, checkpoint, engine_format: dict[str, Any]) -> dict[str, Any]:
+    """What was scored: the checkpoint (ref + content hash), and the chat template and generation config
+    (eos ids) the engine loaded from it, by sha256."""
     info: dict[str, Any] = {"spec": cfg.model, "path": path, "ref": checkpoint.ref if checkpoint else None,
-                            "sha256": checkpoint.content_sha256 if checkpoint else None}
-    if checkpoint is not None:
-        info["base_model"] = checkpoint.manifest.get("base_model")
-    if path and Path(path).is_dir():
-        gen = Path(path) / "generation_config.json"
-        info["generation_config_sha256"] = file_sha256(gen)
-        info["generation_config"] = json.loads(gen.read_text()) if gen.is_file() else None
-        template = Path(path) / "chat_template.jinja"
-        info["chat_template_file_sha256"] = file_sha256(template)
+                            "sha256": checkpoint.content_sha256 if checkpoint else None,
+                            "base_model": checkpoint.manifest.get("base_model") if checkpoint else None,
+                            "chat_template_sha256": engine_format.get("chat_template_sha256")}
+    gen = Path(path) / "generation_config.json" if path else None
+    if gen is not None and gen.is_file():
+        info["generation_config_sha256"] = hashlib.sha256(gen.read_bytes()).hexdigest()
+        info["generation_config"] = json.loads(gen.read_text())
     return info
 
 
@@ -277,7 +277,7 @@ def run(cfg: EvalConfig, engine=None) -> str | None:
         loaded = [load_results(ref) for ref in cfg.evals]
         print(compare_table([results for _, results in loaded], [artifact.ref for artifact, _ in loaded]))
         return None
-    from distill.benchmarks import load_benchmark
+    from distill.benchmarks import load_benchmark, load_outputs
     from distill.models import resolve_model
 
     benches = [load_benchmark(spec, problem_column=cfg.problem_column, answer_column=cfg.answer_column,
@@ -291,7 +291,9 @@ def run(cfg: EvalConfig, engine=None) -> str | None:
     path = resolve_model(cfg.model) if cfg.model else None
     outputs_source = None
     if cfg.outputs:
-        rows, outputs_source, benches, sampling = rows_from_outputs(cfg, benches)
+        rows, outputs_source, benches, sampling = load_outputs(
+            cfg.outputs, benches, completion_column=cfg.completion_column, problem_column=cfg.problem_column,
+            answer_column=cfg.answer_column, id_column=cfg.id_column)
         # Nothing is prompted here: record how the outputs were made, when their artifact says so.
         made_by = outputs_source.artifact or checkpoint
         conversation = (recorded_conversation(made_by)[0] if made_by is not None else None) or {}
@@ -349,6 +351,7 @@ def generate(cfg: EvalConfig, path: str, benches, sampling: dict[str, Any], conv
                          "problem": problem.problem, "prompt": messages, "reference": problem.reference,
                          "domain": problem.domain, "completion": sample.text, "finish_reason": sample.finish_reason,
                          "prompt_tokens": sample.prompt_tokens, "completion_tokens": sample.completion_tokens,
+                         "meta": json.dumps(problem.extra, default=str) if problem.extra else None,
                          "_problem": problem})
             if len(rows) % step == 0 or len(rows) == total:
                 print(f"  {len(rows)}/{total} samples ({time.monotonic() - started:.0f}s)", file=sys.stderr)
@@ -359,70 +362,9 @@ def generate(cfg: EvalConfig, path: str, benches, sampling: dict[str, Any], conv
     return rows, engine_format
 
 
-def rows_from_outputs(cfg: EvalConfig, benches):
-    """Rows of precomputed completions, matched to the benchmarks' problems (by id, else by problem text);
-    without --benchmark the rows carry their own references (--answer-column)."""
-    from distill import sources
-    from distill.benchmarks import LoadedBenchmark, Problem
-    from distill.grading import reference_answer
-
-    data, source = sources.load_input(cfg.outputs)
-    sources.require_columns(data, {"--completion-column": cfg.completion_column}, what=f"outputs {cfg.outputs}")
-    columns = set(data.column_names)
-    if not benches:
-        sources.require_columns(data, {"--answer-column": cfg.answer_column}, what=f"outputs {cfg.outputs} "
-                                "(or pass --benchmark to take the references from it)")
-        own = LoadedBenchmark(name=source.artifact.name if source.artifact else Path(cfg.outputs).stem,
-                              spec=cfg.outputs, problems=[], source=dict(source.info))
-    by_id = {b.name: {p.id: p for p in b.problems} for b in benches}
-    by_text = {b.name: {p.problem.strip(): p for p in b.problems} for b in benches}
-    rows, counters, own_problems = [], {}, {}
-    for i, row in enumerate(data):
-        ident = row.get(cfg.id_column) if cfg.id_column in columns else None
-        text = row.get(cfg.problem_column) if cfg.problem_column in columns else None
-        if benches:
-            bench_name = row.get("benchmark") if len(benches) > 1 and "benchmark" in columns else benches[0].name
-            if bench_name not in by_id:
-                raise UserError(f"outputs row {i} is for benchmark {bench_name!r}, not among --benchmark "
-                                f"{', '.join(by_id)}")
-            problem = by_id[bench_name].get(str(ident)) or by_text[bench_name].get(str(text or "").strip())
-            if problem is None:
-                raise UserError(f"outputs row {i} (id {ident!r}) matches no problem of {bench_name} by id or "
-                                f"problem text: check --id-column/--problem-column or the --benchmark")
-        else:
-            bench_name = own.name
-            key = str(ident) if ident not in (None, "") else str(text or i)
-            problem = own_problems.get(key)
-            if problem is None:
-                raw = row.get(cfg.answer_column)
-                problem = own_problems[key] = Problem(
-                    id=key, problem=str(text or ""), reference=reference_answer(raw) if raw not in (None, "") else None,
-                    domain=row.get("domain") or "math")
-        slot = (bench_name, problem.id)
-        index = row.get("sample_index") if row.get("sample_index") is not None else counters.get(slot, 0)
-        counters[slot] = counters.get(slot, 0) + 1
-        rows.append({"benchmark": bench_name, "id": problem.id, "sample_index": int(index), "problem": problem.problem,
-                     "prompt": row.get("prompt"), "reference": problem.reference, "domain": problem.domain,
-                     "completion": row.get(cfg.completion_column) or "", "finish_reason": row.get("finish_reason"),
-                     "prompt_tokens": row.get("prompt_tokens"), "completion_tokens": row.get("completion_tokens"),
-                     "_problem": problem})
-    if not benches:
-        own.problems = list(own_problems.values())
-        benches = [own]
-    for bench in benches:
-        scored = {pid for (b, pid) in counters if b == bench.name}
-        if len(scored) < len(bench.problems):
-            print(f"warning: {len(bench.problems) - len(scored)} of {len(bench.problems)} problems of {bench.name} "
-                  "have no outputs; scoring the others", file=sys.stderr)
-    first = data[0] if len(data) else {}
-    sampling = {"protocol": None, "source": "outputs",
-                **{k: first.get(k) for k in ("temperature", "top_p", "max_tokens", "seed") if k in columns}}
-    return rows, source, benches, sampling
-
-
 def grade_rows(rows: list[dict[str, Any]], num_proc: int | None) -> list[dict[str, Any]]:
     """Grade every sample with the filter's grader (distill.grading.grade_batch): the one code path."""
-    from distill.benchmarks import CODE
+    from distill.benchmarks import MATH
     from distill.grading import GradeConfig, GradeItem, grade_batch, lenient_correct
 
     items = [GradeItem(completion=r["completion"], domain=r["_problem"].domain, reference=r["_problem"].reference,
@@ -434,7 +376,7 @@ def grade_rows(rows: list[dict[str, Any]], num_proc: int | None) -> list[dict[st
     for row, result in zip(rows, graded, strict=True):
         verdict = result.verdict
         lenient = None
-        if row["reference"] is not None and row["domain"] != CODE:
+        if row["reference"] is not None and row["domain"] == MATH:  # a number to find: math only
             lenient = bool(lenient_correct(row["completion"], row["reference"]))
         row.update({"well_formed": bool(result.well_formed), "format_reason": result.format_reason,
                     "complete": bool(result.complete), "predicted": verdict.predicted, "status": verdict.status,
@@ -457,10 +399,13 @@ def save(cfg, name, records, benches, checkpoint, path, sampling, conversation, 
     conversation_record = {**{k: v for k, v in conversation.items() if k != "prompt_template_forced"},
                            **{k: engine_format.get(k) for k in ("chat_template_sha256", "prefill")
                               if engine_format.get(k) is not None}}
-    if engine_format.get("system_prompt") is not None:
-        conversation_record["effective_system_prompt"] = engine_format["system_prompt"]
-    results = {"schema_version": SCHEMA_VERSION, "model": model_info(cfg, path, checkpoint), "sampling": sampling,
-               "conversation": conversation_record, "benchmarks": summary, "stderr": STDERR_NOTE}
+    if engine_format:  # what the model saw: our system message, else the template's hidden default
+        effective = conversation.get("system_prompt")
+        conversation_record["effective_system_prompt"] = effective if effective is not None else engine_format.get(
+            "system_prompt")
+    results = {"schema_version": SCHEMA_VERSION, "model": model_info(cfg, path, checkpoint, engine_format),
+               "sampling": sampling, "conversation": conversation_record, "benchmarks": summary,
+               "error_bars": STDERR_NOTE}
     parents = [a for a in [checkpoint, outputs_source.artifact if outputs_source else None,
                            *(b.artifact for b in benches)] if a is not None]
     parents = list({a.ref: a for a in parents}.values())

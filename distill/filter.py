@@ -21,9 +21,9 @@ input and config give the same content hash, whatever ``--num-proc``.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 from distill.config import make_command, option, to_dict
@@ -101,6 +101,9 @@ class FilterConfig:
                   ("--num-proc", self.num_proc is None or self.num_proc >= 1),
                   ("--max-tokens", self.max_tokens is None or self.max_tokens >= self.min_tokens),
                   ("--min-pass-fraction", 0 < self.min_pass_fraction <= 1)]
+        if self.tokenizer and self.tokenizer.startswith((".", "/", "~")) and not Path(self.tokenizer).expanduser().exists():
+            raise UserError(f"tokenizer directory {self.tokenizer} not found: pass a local model directory, a "
+                            "checkpoint reference or a cached Hub id")
         bad = [flag for flag, ok in checks if not ok]
         if bad:
             raise UserError(f"{bad[0]} is out of range (see `distill filter --help`)")
@@ -176,6 +179,9 @@ def _read_rows(data, cfg: FilterConfig) -> dict[str, list]:
 
 def run(cfg: FilterConfig):
     """Filter ``cfg.input`` into a new ``filtered`` artifact; returns the committed Artifact."""
+    from distill.grading import prestart_pool
+
+    prestart_pool()  # math-verify loads in the fork server while we load the data
     import datasets
 
     quiet = datasets.is_progress_bar_enabled()
@@ -189,16 +195,18 @@ def run(cfg: FilterConfig):
 
 def _run(cfg: FilterConfig):
     from distill import artifacts, hub
-    from distill.checks import dedup, features
+    from distill.checks import features
     from distill.checks.length import check_length, count_tokens
     from distill.grading import GradeItem, grade_batch, make_pool
     from distill.sources import load_input
+    from distill.verifiers.pool import available_cpus
 
     started = time.monotonic()
+    artifacts.check_name_kind(cfg.name, "filtered")
+    tokenizer = _load_tokenizer(cfg.tokenizer) if cfg.tokenizer and "length" not in cfg.skip else None
     data, source = load_input(cfg.input, split=cfg.split, config=cfg.dataset_config)
     if len(data) == 0:
         raise UserError(f"input {cfg.input!r} has no rows: nothing to filter")
-    artifacts.check_name_kind(cfg.name, "filtered")
     rows = _read_rows(data, cfg)
     n, skip = len(data), set(cfg.skip)
     index = None
@@ -206,18 +214,17 @@ def _run(cfg: FilterConfig):
         from distill.checks.decontamination import build_index
 
         index = build_index(cfg.decontaminate, cfg.ngram, cfg.fuzzy_threshold if cfg.fuzzy_decontamination else None)
-    tokenizer = _load_tokenizer(cfg.tokenizer) if cfg.tokenizer and "length" not in skip else None
     grade_cfg = cfg.grade_config()
     want_language, want_dedup = "language" not in skip, "dedup" not in skip
-    num_proc = cfg.num_proc or os.cpu_count() or 1
+    num_proc = cfg.num_proc or available_cpus()
 
     with _progress() as progress, make_pool(num_proc, grade_cfg) as pool:
         task = progress.add_task("checking rows", total=n)
         payloads = [(c, p, cfg.assume_prefilled_think, cfg.max_language_mix, want_language, want_dedup)
                     for c, p in zip(rows["completion"], rows["problem"], strict=True)]
         feats = pool.map(features.row_features, payloads, timeout_s=max(60.0, cfg.timeout * 4),
-                         on_timeout=lambda _: (False, 1.0, "timeout", None, None),
-                         on_error=lambda _, msg: (False, 1.0, "error", None, None),
+                         on_timeout=lambda _: (False, 1.0, "timeout", None),
+                         on_error=lambda _, msg: (False, 1.0, "error", None),
                          progress=lambda k: progress.advance(task, k))
         task = progress.add_task("grading answers", total=n)
         items = [GradeItem(completion=c, domain=d, reference=r, finish_reason=f, problem=p, test_cases=t,
@@ -227,52 +234,35 @@ def _run(cfg: FilterConfig):
                                                    rows["fn_name"], rows["starter_code"], strict=True)]
         graded = grade_batch(items, grade_cfg, num_proc=num_proc, pool=pool,
                              progress=lambda k: progress.advance(task, k))
-    num_tokens, token_source = count_tokens(rows["completion"], rows["reported_tokens"], tokenizer)
-    contaminated = [index.match(p) if index else None for p in rows["problem"]]
+        num_tokens, token_source = count_tokens(rows["completion"], rows["reported_tokens"], tokenizer)
+        contaminated = [index.match(p) if index else None for p in rows["problem"]]
 
-    # per-row checks, in order; the first failure is the reject reason
-    columns: dict[str, list] = {k: [] for k in _CHECK_FEATURES}
-    reasons: list[str | None] = []
-    for i, result in enumerate(graded):
-        language_ok, mix, script, _, _ = feats[i]
-        verdict = result.verdict
-        length_ok = check_length(num_tokens[i], cfg.min_tokens, cfg.max_tokens)
-        failed = [("incomplete", "complete" not in skip and not result.complete),
-                  ("format", "format" not in skip and not result.well_formed),
-                  ("incorrect", "correct" not in skip and verdict.status == "incorrect"),
-                  ("unverified", "correct" not in skip and verdict.status == "unverified" and not cfg.keep_unverified),
-                  ("language", want_language and not language_ok),
-                  ("length", "length" not in skip and not length_ok),
-                  ("contaminated", contaminated[i] is not None)]
-        reasons.append(next((reason for reason, bad in failed if bad), None))
-        for key, value in (("complete", result.complete), ("format_ok", result.well_formed),
-                           ("format_reason", result.format_reason), ("verdict", verdict.status),
-                           ("predicted", _short(verdict.predicted)), ("verdict_reason", _short(verdict.reason)),
-                           ("language_ok", language_ok if want_language else None),
-                           ("language_mix", mix if want_language else None),
-                           ("script", script if want_language else None), ("num_tokens", num_tokens[i]),
-                           ("length_ok", length_ok), ("contaminated_by", contaminated[i])):
-            columns[key].append(value)
-
-    # dedup and the per-prompt cap, among the rows that passed every row check
-    columns["dedup"] = [None] * n
-    groups: dict[str, list[int]] = {}
-    for i in range(n):
-        if reasons[i] is None:
-            groups.setdefault(rows["group"][i], []).append(i)
-    for key, members in groups.items():
-        if want_dedup:
-            marks = dedup.find_duplicates([(feats[i][3], feats[i][4]) for i in members], cfg.near_duplicate_threshold)
-            for i, mark in zip(members, marks, strict=True):
-                columns["dedup"][i] = mark
-                if mark != "unique":
-                    reasons[i] = mark
-            members = [i for i in members if reasons[i] is None]
-        chosen = dedup.select(members, [num_tokens[i] for i in members], cfg.max_per_prompt, cfg.per_prompt_policy,
-                              cfg.seed, key)
-        for i in members:
-            if i not in chosen:
-                reasons[i] = "over_cap"
+        # per-row checks, in order; the first failure is the reject reason
+        columns: dict[str, list] = {k: [] for k in _CHECK_FEATURES}
+        reasons: list[str | None] = []
+        for i, result in enumerate(graded):
+            language_ok, mix, script, _ = feats[i]
+            verdict = result.verdict
+            length_ok = check_length(num_tokens[i], cfg.min_tokens, cfg.max_tokens)
+            failed = [("incomplete", "complete" not in skip and not result.complete),
+                      ("format", "format" not in skip and not result.well_formed),
+                      ("incorrect", "correct" not in skip and verdict.status == "incorrect"),
+                      ("unverified", "correct" not in skip and verdict.status == "unverified"
+                       and not cfg.keep_unverified),
+                      ("language", want_language and not language_ok),
+                      ("length", "length" not in skip and not length_ok),
+                      ("contaminated", contaminated[i] is not None)]
+            reasons.append(next((reason for reason, bad in failed if bad), None))
+            for key, value in (("complete", result.complete), ("format_ok", result.well_formed),
+                               ("format_reason", result.format_reason), ("verdict", verdict.status),
+                               ("predicted", _short(verdict.predicted)), ("verdict_reason", _short(verdict.reason)),
+                               ("language_ok", language_ok if want_language else None),
+                               ("language_mix", mix if want_language else None),
+                               ("script", script if want_language else None), ("num_tokens", num_tokens[i]),
+                               ("length_ok", length_ok), ("contaminated_by", contaminated[i])):
+                columns[key].append(value)
+        columns["dedup"] = _dedup(cfg, rows["group"], reasons, feats, num_tokens, pool, rows["completion"],
+                                  want_dedup)
     columns["reject_reason"] = reasons
 
     output = _build_output(data, columns, reasons)
@@ -290,11 +280,46 @@ def _run(cfg: FilterConfig):
         if cfg.plot:
             features.plot_funnel(stats["funnel"], writer.path / "funnel.png", title=f"distill filter: {cfg.input}")
     artifact = artifacts.resolve(str(writer.path))
-    _print_funnel(stats, artifact)
+    features.print_funnel(stats, artifact)
     if cfg.push_to_hub:
         url = hub.push(artifact, cfg.push_to_hub)
         print(f"pushed {artifact.ref} to {url}")
     return artifact
+
+
+def _dedup(cfg, groups_of, reasons, feats, num_tokens, pool, completions, want_dedup) -> list[str | None]:
+    """Dedup, then the per-prompt cap, among the rows that passed every row check (``reasons`` updated).
+
+    MinHash signatures are computed (in the workers) only for prompts with several surviving rows.
+    """
+    from distill.checks import dedup, features
+
+    marks: list[str | None] = [None] * len(reasons)
+    groups: dict[str, list[int]] = {}
+    for i, reason in enumerate(reasons):
+        if reason is None:
+            groups.setdefault(groups_of[i], []).append(i)
+    signatures: dict[int, bytes | None] = {}
+    if want_dedup and cfg.near_duplicate_threshold < 1.0:
+        need = [i for members in groups.values() if len(members) > 1 for i in members]
+        found = pool.map(features.minhash, [completions[i] for i in need], timeout_s=max(60.0, cfg.timeout * 4),
+                         on_timeout=lambda _: None, on_error=lambda _, msg: None)
+        signatures = dict(zip(need, found, strict=True))
+    for key, members in groups.items():
+        if want_dedup:
+            found = dedup.find_duplicates([(feats[i][3], signatures.get(i)) for i in members],
+                                          cfg.near_duplicate_threshold)
+            for i, mark in zip(members, found, strict=True):
+                marks[i] = mark
+                if mark != "unique":
+                    reasons[i] = mark
+            members = [i for i in members if reasons[i] is None]
+        chosen = dedup.select(members, [num_tokens[i] for i in members], cfg.max_per_prompt, cfg.per_prompt_policy,
+                              cfg.seed, key)
+        for i in members:
+            if i not in chosen:
+                reasons[i] = "over_cap"
+    return marks
 
 
 _CHECK_FEATURES = {
@@ -316,7 +341,9 @@ def _build_output(data, columns: dict[str, list], reasons: list[str | None]):
     base = data.select_columns(keep) if len(keep) != len(data.column_names) else data
     features = datasets.Features({k: datasets.Value(t) for k, t in _CHECK_FEATURES.items()})
     checks = datasets.Dataset.from_dict({k: columns[k] for k in _CHECK_FEATURES}, features=features)
-    full = datasets.concatenate_datasets([base.flatten_indices(), checks], axis=1)
+    if getattr(base, "_indices", None) is not None:  # a selected view: materialize before joining columns
+        base = base.flatten_indices()
+    full = datasets.concatenate_datasets([base, checks], axis=1)
     kept = [i for i, r in enumerate(reasons) if r is None]
     rejected = [i for i, r in enumerate(reasons) if r is not None]
     return datasets.DatasetDict({"train": full.select(kept), "rejected": full.select(rejected)})
@@ -399,23 +426,7 @@ def _progress():
                     console=Console(stderr=True), transient=True)
 
 
-def _print_funnel(stats: dict, artifact) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"distill filter -> {artifact.ref}")
-    for header in ("check", "dropped", "remaining", "% of input"):
-        table.add_column(header, justify="left" if header == "check" else "right")
-    total = max(stats["input_rows"], 1)
-    for row in stats["funnel"]:
-        detail = ", ".join(f"{k} {v}" for k, v in row.get("by_reason", {}).items() if len(row["by_reason"]) > 1)
-        name = row["check"] + (" (skipped)" if row.get("skipped") else "") + (f"  [{detail}]" if detail else "")
-        table.add_row(name, str(row["dropped"]), str(row["remaining"]), f"{row['remaining'] / total:.1%}")
-    console = Console()
-    console.print(table)
-    console.print(f"kept {stats['kept']} of {stats['input_rows']} rows (yield {stats['yield']:.1%}), "
-                  f"{stats['prompts_kept']} of {stats['prompts']} prompts -> {artifact.ref}  ({artifact.path})")
-
-
+# "\b" keeps click from re-wrapping the example block of the docstring in --help
 command = make_command(FilterConfig, run, yaml_flag="config-file",
-                       yaml_help="YAML file of defaults for these options (flags override it).", doc=__doc__)
+                       yaml_help="YAML file of defaults for these options (flags override it).",
+                       doc=__doc__.replace("\n\n    distill filter", "\n\n\b\n    distill filter", 1))

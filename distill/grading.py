@@ -22,11 +22,12 @@ from distill.checks.format import OK, check_format, normalize_markers, split_rea
 from distill.config import option
 from distill.errors import UserError
 from distill.verifiers import CORRECT, INCORRECT, UNVERIFIED, Verdict
-from distill.verifiers.math import clean_number, reference_answer, verify_math
+from distill.verifiers.math import clean_number, reference_answer, timeout_verdict, verify_math
 from distill.verifiers.multiple_choice import verify_choice
 
 __all__ = ["GradeItem", "GradeConfig", "GradeResult", "grade_batch", "split_reasoning", "normalize_markers",
-           "reference_answer", "lenient_correct", "normalize_domain", "DOMAINS"]
+           "reference_answer", "lenient_correct", "normalize_domain", "is_complete", "make_pool", "prestart_pool",
+           "DOMAINS", "CORRECT", "INCORRECT", "UNVERIFIED"]
 
 DOMAINS = ("math", "multiple_choice", "code")
 _DOMAIN_ALIASES = {"mathematics": "math", "mcq": "multiple_choice", "mc": "multiple_choice",
@@ -105,6 +106,13 @@ def answer_task(payload: tuple) -> Verdict:
     return verify_math(answer_text, reference, alarm_s)
 
 
+def prestart_pool() -> None:
+    """Let the check workers' fork server import math-verify in the background (call early)."""
+    from distill.verifiers.pool import prestart
+
+    prestart(PRELOAD)
+
+
 def make_pool(num_proc: int | None, config: GradeConfig):
     from distill.verifiers.pool import WorkerPool
 
@@ -153,8 +161,7 @@ def grade_batch(items: list[GradeItem], config: GradeConfig | None = None, num_p
         pool = pool or make_pool(num_proc, config)
         try:
             verdicts = pool.map(answer_task, payloads, timeout_s=config.timeout_s,
-                                on_timeout=lambda _: Verdict(UNVERIFIED, None, f"timeout: check killed after "
-                                                             f"{config.timeout_s:g}s", {"timeout": True}),
+                                on_timeout=lambda _: timeout_verdict(f"killed after {config.timeout_s:g}s"),
                                 on_error=lambda _, message: Verdict(UNVERIFIED, None, f"check failed: {message}",
                                                                     {"error": True}),
                                 progress=progress)
@@ -231,5 +238,3 @@ def lenient_correct(text: str, reference) -> bool:
     value = _as_fraction(numbers[-1])
     return value is not None and value == target
 
-
-__all__ += ["is_complete", "answer_task", "make_pool", "internal_timeout", "CORRECT", "INCORRECT", "UNVERIFIED"]

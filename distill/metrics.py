@@ -12,7 +12,10 @@ does not shrink as 1/sqrt(P*n) the way a naive binomial error over all samples w
     >>> estimate([1.0, 0.0, 0.5, 0.5]).mean
     0.5
 
-Intervals use the normal approximation (mean ± 1.96·SE), clipped to the value's natural range.
+Intervals use the normal approximation (mean ± 1.96·SE), clipped to the value's natural range. When
+every problem scores 0 (or every one scores 1) the normal interval collapses to a point, which would
+claim certainty from, say, 4 problems; rates then get the Wilson score interval over problems instead
+(``[0, 0.49]`` for 0 of 4), which is valid for any per-problem values in [0, 1].
 """
 
 from __future__ import annotations
@@ -86,11 +89,21 @@ def estimate(values: Iterable[float | None], low: float | None = 0.0, high: floa
     variance = sum((v - mean) ** 2 for v in data) / (count - 1)
     stderr = math.sqrt(variance / count)
     ci_low, ci_high = mean - Z95 * stderr, mean + Z95 * stderr
+    if (low, high) == (0.0, 1.0) and mean in (0.0, 1.0):
+        ci_low, ci_high = wilson_interval(mean, count)
     if low is not None:
         ci_low = max(low, ci_low)
     if high is not None:
         ci_high = min(high, ci_high)
     return Estimate(mean, stderr, ci_low, ci_high, count)
+
+
+def wilson_interval(share: float, count: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a share observed over ``count`` units."""
+    denominator = 1 + z * z / count
+    centre = (share + z * z / (2 * count)) / denominator
+    half = z * math.sqrt(share * (1 - share) / count + z * z / (4 * count * count)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def paired_difference(after: Mapping[str, float | None], before: Mapping[str, float | None],

@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import shutil
 import sys
 from collections import Counter
@@ -93,6 +94,11 @@ def _train(cfg: TrainConfig):
     precision = student.resolve_precision(cfg.precision)
     accumulation = _accumulation(cfg, launch.world_size())
     run_dir = _run_dir(name, cfg, inputs, plan, launch.world_size())
+    _say(f"recipe {cfg.recipe}, overrides {json.dumps(_overrides(cfg), default=str)}; {precision}, "
+         f"{launch.world_size()} process(es) x batch {cfg.per_device_train_batch_size} x accumulation {accumulation}")
+    if launch.world_size() == 1 or int(os.environ.get("RANK", "0")) == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "distill_config.json").write_text(json.dumps(to_dict(cfg), indent=2, default=str) + "\n")
     trainer, callbacks = _make_trainer(cfg, name, student_path, tokenizer, special, precision, accumulation,
                                        run_dir, train_ds, eval_ds)
     last = _last_checkpoint(run_dir) if cfg.resume else None
@@ -190,10 +196,9 @@ def _make_trainer(cfg, name, student_path, tokenizer, special, precision, accumu
     from distill.training import launch
     from distill.training import model as student
 
-    model = student.load_model(student_path, cfg, precision)
-    if special["pad_added"]:
-        model.resize_token_embeddings(len(tokenizer))
     eval_steps = cfg.eval_steps or cfg.save_steps
+    # The arguments come first: under `accelerate launch` with ZeRO-3 they register the DeepSpeed config, so
+    # that from_pretrained below partitions the weights across ranks instead of loading them whole on each.
     args = SFTConfig(
         output_dir=str(run_dir), run_name=f"{name}@{_next_version(name)}", report_to=_report_to(cfg),
         num_train_epochs=cfg.num_train_epochs, max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
@@ -210,6 +215,9 @@ def _make_trainer(cfg, name, student_path, tokenizer, special, precision, accumu
         dataset_num_proc=cfg.dataset_num_proc, include_num_input_tokens_seen="non_padding",
         ddp_find_unused_parameters=False if launch.world_size() > 1 else None,
         remove_unused_columns=True, disable_tqdm=False)
+    model = student.load_model(student_path, cfg, precision)
+    if special["pad_added"]:
+        model.resize_token_embeddings(len(tokenizer))
     callbacks = [cb.PreemptionCallback(), cb.TrackerConfigCallback(to_dict(cfg))]
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                          processing_class=tokenizer, peft_config=student.lora_config(cfg) if cfg.lora else None,

@@ -50,8 +50,10 @@ PUBLISHED_SOURCE = (
 SMOKE_TRAIN = ["--model", "bundled", "--max-length", "512", "--truncate", "--max-steps", "2", "--num-train-epochs", "1",
                "--set", "global_batch_size=1", "--num-gpus", "1", "--accelerate-config", "ddp", "--eval-fraction", "0",
                "--no-gradient-checkpointing", "--report-to", "none", "--logging-steps", "1", "--precision", "fp32"]
-# (--set for the optional-int options: distill.config does not yet coerce `int | None` flags)
-SMOKE_EVAL = ["--set", "limit=2", "--set", "max_tokens=16", "--set", "max_model_len=2048", "--enforce-eager"]
+# (--set for the optional options: distill.config does not yet coerce `int | None` flags. On CPU, vLLM's
+# "GPU" memory utilization is the share of RAM it checks is free at start: its 0.92 default fails.)
+SMOKE_EVAL = ["--set", "limit=2", "--set", "max_tokens=16", "--set", "max_model_len=2048",
+              "--set", "gpu_memory_utilization=0.3", "--enforce-eager"]
 
 
 @dataclass
@@ -86,7 +88,10 @@ def build_plan(smoke: bool, verify: bool, revision: str | None = None, num_gpus:
                                + (["--data-files", str(SMOKE_DIR / "openthoughts_sample_metadata.jsonl")]
                                   if smoke else [])))
         verified = f"{prefix}openthoughts-114k-verified"
-        plan.steps.append(Step("filter", ["filter", "--input", f"{metadata}@latest", "--name", verified]))
+        # OpenThoughts verified math (against the ground truth) and code (tests); science and puzzle rows have
+        # no verifier and were kept: --keep-unverified keeps them here too.
+        plan.steps.append(Step("filter", ["filter", "--input", f"{metadata}@latest", "--name", verified,
+                                          "--keep-unverified"]))
         plan.train_data = f"{verified}@latest"
     else:
         data = f"{prefix}openthoughts-114k-native"

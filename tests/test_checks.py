@@ -8,7 +8,7 @@ import pytest
 
 from distill.checks import decontamination, dedup, language, length
 from distill.checks import format as fmt
-from distill.checks.features import REASONS, funnel, row_features
+from distill.checks.features import REASONS, funnel, minhash, row_features
 from distill.errors import UserError
 
 REASONING = "Let me work through this carefully. 16 - 3 - 4 = 9, and 9 * 2 = 18."
@@ -112,6 +112,7 @@ def test_fingerprints_catch_exact_and_near_duplicates():
     assert dedup.similarity(a[1], b[1]) >= 0.9 > dedup.similarity(a[1], c[1])
     assert dedup.find_duplicates([a, a, b, c], 0.9) == ["unique", "duplicate", "near_duplicate", "unique"]
     assert dedup.find_duplicates([a, b], 1.0) == ["unique", "unique"]  # 1.0: exact duplicates only
+    assert dedup.find_duplicates([(None, None), (None, None)]) == ["unique", "unique"]
 
 
 def test_fingerprint_is_stable_across_processes():
@@ -173,10 +174,11 @@ def test_benchmark_specs(tmp_path):
 
 
 def test_row_features_and_funnel():
-    ok, mix, script, digest, minhash = row_features((f"<think>{REASONING}</think>\\boxed{{18}}", "Janet's eggs?",
-                                                     True, 0.05, True, True))
-    assert ok and mix == 0.0 and script == "latin" and len(digest) == 40 and len(minhash) == 4 * dedup.NUM_PERM
-    assert row_features(("x", None, True, 0.05, False, False)) == (None, None, None, None, None)
+    completion = f"<think>{REASONING}</think>\\boxed{{18}}"
+    ok, mix, script, digest = row_features((completion, "Janet's eggs?", True, 0.05, True, True))
+    assert ok and mix == 0.0 and script == "latin" and digest == dedup.exact_digest(completion.upper())
+    assert len(minhash(completion)) == 4 * dedup.NUM_BINS
+    assert row_features(("x", None, True, 0.05, False, False)) == (None, None, None, None)
     rows = funnel([None, "format", "incorrect", "unverified", None, "over_cap"], skipped={"language"})
     assert [r["remaining"] for r in rows] == [6, 6, 5, 3, 3, 3, 3, 3, 2]
     assert rows[3]["by_reason"] == {"incorrect": 1, "unverified": 1} and rows[4]["skipped"]

@@ -103,3 +103,14 @@ def test_hub_card_and_push_arguments(home):
 
     with pytest.raises(UserError, match="push to the Hub repo 'me/x' failed"):
         hub.push(artifact, "me/x", api=FailingApi())
+
+
+@dataclass
+class _Pep604:
+    limit: int | None = config.option(None, help="limit")
+    names: list[str] | None = config.option(None, help="names")
+
+
+def test_pep604_optional_fields_are_typed():
+    built = config.build(_Pep604, {"limit": "64", "names": "a,b"})
+    assert built.limit == 64 and built.names == ["a", "b"]

@@ -53,7 +53,7 @@ def test_grade_fixed_outputs(home):
     assert metrics["completion_tokens"] == pytest.approx((30 + 20 + 8 + 64 + 40 + 24 + 22 + 6) / 8)
     assert results["sampling"]["source"] == "outputs"
     assert artifact.manifest["kind"] == "eval" and artifact.manifest["results_sha256"]
-    assert "| eval_small | 4 × 2 | 50.0 [50.0, 50.0] | 100.0 [100.0, 100.0] | 75.0 [" in result.stdout
+    assert "| eval_small | 4 × 2 | 50.0 [50.0, 50.0] | 100.0 [51.0, 100.0] | 75.0 [" in result.stdout
 
 
 def test_outputs_without_references_are_refused(home):
@@ -69,3 +69,114 @@ def test_bad_benchmark_name_lists_known_ones(home):
     assert "unknown benchmark 'gsm8kk'" in result.stderr
     for name in ("gsm8k", "math500", "aime24", "aime25", "gpqa-diamond", "livecodebench"):
         assert name in result.stderr
+
+
+def _write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return str(path)
+
+
+def _gpqa_copy(tmp_path):
+    """Two made-up questions in GPQA's columns (the real set is gated and never bundled)."""
+    rows = [{"Question": "Which gas do plants take in for photosynthesis?", "Correct Answer": "carbon dioxide",
+             "Incorrect Answer 1": "oxygen", "Incorrect Answer 2": "helium", "Incorrect Answer 3": "neon",
+             "Record ID": "q1"},
+            {"Question": "Which planet is the largest?", "Correct Answer": "Jupiter", "Incorrect Answer 1": "Mars",
+             "Incorrect Answer 2": "Venus", "Incorrect Answer 3": "Mercury", "Record ID": "q2"}]
+    return _write_jsonl(tmp_path / "gpqa.jsonl", rows)
+
+
+def test_multiple_choice_outputs_use_the_letter_grader(home, tmp_path):
+    from distill.benchmarks import load_benchmark
+    from distill.config import build
+    from distill.evaluate import EvalConfig, run
+
+    spec = f"gpqa-diamond={_gpqa_copy(tmp_path)}"
+    gold = {p.id: p.reference for p in load_benchmark(spec).problems}
+    wrong = {pid: next(letter for letter in "ABCD" if letter != g) for pid, g in gold.items()}
+    think = "<think>\nLet me recall the facts about this question carefully.\n</think>\n"
+    outputs = _write_jsonl(tmp_path / "out.jsonl", [
+        {"id": "gpqa-q1", "completion": f"{think}Answer: {gold['gpqa-q1']}", "finish_reason": "stop"},
+        {"id": "gpqa-q1", "completion": f"{think}Answer: {wrong['gpqa-q1']}", "finish_reason": "stop"},
+        {"id": "gpqa-q2", "completion": f"{think}The answer is \\boxed{{{gold['gpqa-q2']}}}", "finish_reason": "stop"},
+        {"id": "gpqa-q2", "completion": f"{think}Answer: ({gold['gpqa-q2']})", "finish_reason": "stop"},
+    ])
+    ref = run(build(EvalConfig, {"outputs": outputs, "benchmark": [spec], "name": "eval-mc"}))
+    rows = artifacts.resolve(ref).load_dataset().to_list()
+    assert [(r["id"], r["sample_index"], r["correct"]) for r in rows] == [
+        ("gpqa-q1", 0, True), ("gpqa-q1", 1, False), ("gpqa-q2", 0, True), ("gpqa-q2", 1, True)]
+    assert all(r["domain"] == "multiple_choice" and r["lenient"] is None for r in rows)
+    metrics = json.loads((artifacts.resolve(ref).path / "results.json").read_text())["benchmarks"]["gpqa-diamond"][
+        "metrics"]
+    assert metrics["pass@1"]["mean"] == pytest.approx(0.75) and metrics["lenient_accuracy"]["mean"] is None
+
+
+def test_gated_benchmark_is_never_pushed(home, tmp_path):
+    from distill.config import build
+    from distill.errors import UserError
+    from distill.evaluate import EvalConfig, run
+
+    cfg = build(EvalConfig, {"model": "bundled", "benchmark": [f"gpqa-diamond={_gpqa_copy(tmp_path)}"],
+                             "push_to_hub": "someone/evals"})
+    with pytest.raises(UserError, match="gpqa-diamond must not be published"):
+        run(cfg)
+    assert not (home / "evals").exists()
+
+
+def test_livecodebench_outputs_run_in_the_sandbox(home, tmp_path):
+    import base64
+    import pickle
+    import zlib
+
+    from distill.verifiers.code import sandbox_available
+
+    if not sandbox_available()[0]:
+        pytest.skip(f"no sandbox here: {sandbox_available()[1]}")
+    private = [{"input": "10 -4\n", "output": "6\n", "testtype": "stdin"}]
+    bench = _write_jsonl(tmp_path / "lcb.jsonl", [{
+        "question_id": "abc001", "question_content": "Read two integers and print their sum.", "starter_code": "",
+        "public_test_cases": json.dumps([{"input": "1 2\n", "output": "3\n", "testtype": "stdin"}]),
+        "private_test_cases": base64.b64encode(zlib.compress(pickle.dumps(json.dumps(private)))).decode(),
+        "metadata": "{}", "difficulty": "easy"}])
+    outputs = _write_jsonl(tmp_path / "out.jsonl", [
+        {"id": "abc001", "completion": "```python\na, b = map(int, input().split())\nprint(a + b)\n```"},
+        {"id": "abc001", "completion": "```python\na, b = map(int, input().split())\nprint(a - b)\n```"},
+    ])
+    result = run_cli("eval", "--outputs", outputs, "--benchmark", f"livecodebench={bench}", "--name", "eval-code",
+                     home=home, check=True)
+    rows = artifacts.resolve("eval-code").load_dataset().to_list()
+    assert [r["correct"] for r in rows] == [True, False]
+    assert rows[1]["verdict_reason"].startswith("failed test")
+    assert "| livecodebench | 1 × 2 | 50.0" in result.stdout
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"model": "bundled", "benchmark": ["gsm8k"], "protocol": "lighteval"}, "unknown --protocol 'lighteval'"),
+    ({"benchmark": ["gsm8k"]}, "no model to score"),
+    ({"model": "bundled"}, "no benchmark"),
+    ({"model": "bundled", "benchmark": ["gsm8k"], "top_p": 0}, "--top-p must be in"),
+    ({"evals": ["eval-a", "eval-b"]}, "eval references are for --compare"),
+    ({"model": "bundled", "benchmark": [str(DATA / "eval_small.jsonl")], "protocol": "greedy", "pass_at": [4]},
+     "--pass-at 4 needs that many samples per problem"),
+])
+def test_bad_options_are_one_line_errors(home, values, message):
+    from distill.config import build
+    from distill.errors import UserError
+    from distill.evaluate import EvalConfig, run
+
+    with pytest.raises(UserError, match=message):
+        run(build(EvalConfig, values))
+    assert not (home / "evals").exists()
+
+
+def test_lora_checkpoint_without_merged_weights_is_refused(home):
+    from distill.config import build
+    from distill.errors import UserError
+    from distill.evaluate import EvalConfig, run
+
+    with artifacts.create("sft-lora", "checkpoint") as writer:
+        writer.model_path.mkdir()
+        (writer.model_path / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "org/base"}))
+    cfg = build(EvalConfig, {"model": "sft-lora@v1", "benchmark": [str(DATA / "eval_small.jsonl")]})
+    with pytest.raises(UserError, match="sft-lora@v0001 holds a LoRA adapter without merged weights"):
+        run(cfg)

@@ -104,6 +104,8 @@ def test_bad_input_is_one_line_and_exit_2(home, tmp_path):
 
     result = run_cli("filter", "--input", str(no_reference), "--skip", "spelling", home=home)
     assert result.returncode == 2 and "--skip 'spelling'" in result.stderr
+    result = run_cli("filter", "--input", str(no_reference), "--tokenizer", str(tmp_path / "nowhere"), home=home)
+    assert result.returncode == 2 and "tokenizer directory" in result.stderr
     assert not (home / "data" / "filtered").exists() or not any((home / "data" / "filtered").iterdir())
 
 
@@ -139,3 +141,22 @@ def test_skip_keep_unverified_random_policy_and_push(home, monkeypatch):
     again = run(config)  # the seeded choice is the same on every run
     assert again.content_sha256 == artifact.content_sha256
     assert isinstance(data, datasets.DatasetDict) and artifacts.verify(again)[0]
+
+
+def test_code_rows_are_run_in_the_sandbox(home, tmp_path):
+    """Domain `code` goes to distill.verifiers.code (skipped where the sandbox cannot run)."""
+    code = pytest.importorskip("distill.verifiers.code")
+    if not code.sandbox_available()[0]:
+        pytest.skip("no sandbox on this machine")
+    from distill import artifacts
+
+    tests = json.dumps({"inputs": ["2 3\n"], "outputs": ["5\n"]})
+    think = "<think>Read two integers and print their sum, nothing else.</think>\n\n"
+    rows = [{"id": "add", "problem": "Print a+b.", "domain": "code", "test_cases": tests, "answer": None,
+             "completion": think + f"```python\na, b = map(int, input().split())\nprint(a {op} b)\n```"}
+            for op in ("+", "-")]
+    path = tmp_path / "code.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    run_cli("filter", "--input", str(path), "--num-proc", "1", "--code-timeout", "10", home=home, check=True)
+    data = artifacts.resolve("filtered@latest", root=home).load_dataset()
+    assert data["train"]["verdict"] == ["correct"] and data["rejected"]["reject_reason"] == ["incorrect"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -155,6 +156,9 @@ def test_pool_kills_overrunning_tasks_and_replaces_the_worker():
         errors = workers.map(math.sqrt, [4.0, -1.0], timeout_s=5, on_timeout=lambda p: None,
                              on_error=lambda p, message: message)
         assert errors[0] == 2.0 and errors[1].startswith("ValueError")
+        crashed = workers.map(os._exit, [3], timeout_s=5, on_timeout=lambda p: None, on_error=lambda p, m: m)
+        assert crashed == ["worker process died"] and workers.crashed == 1
+        assert workers.map(math.sqrt, [9.0], timeout_s=5, on_timeout=lambda p: None) == [3.0]
 
 
 # ---------------------------------------------------------------------------- helpers

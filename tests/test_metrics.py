@@ -51,6 +51,17 @@ def test_estimate_clips_rates_but_not_token_counts():
     assert tokens.ci_low == pytest.approx(200 - 1.959964 * 100, abs=1e-3)  # negative: not clipped
 
 
+def test_all_zero_or_all_one_rates_get_a_wilson_interval():
+    zero = estimate([0.0] * 4)
+    assert zero.mean == 0.0 and zero.stderr == 0.0
+    # Wilson, 0 of 4: upper = z^2 / (4 + z^2)
+    assert zero.ci_low == 0.0 and zero.ci_high == pytest.approx(1.959964 ** 2 / (4 + 1.959964 ** 2), abs=1e-6)
+    one = estimate([1.0] * 4)
+    assert one.ci_high == 1.0 and one.ci_low == pytest.approx(1 - zero.ci_high)
+    # not for unbounded values or differences: equal values there are a real point estimate
+    assert estimate([5.0, 5.0], low=None, high=None).ci_high == 5.0
+
+
 def test_estimate_degenerate_cases():
     assert estimate([]).mean is None and estimate([]).format() == "n/a"
     single = estimate([0.25])

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import yaml
 import pytest
+import yaml
+from fixtures_models import REPO, run_cli
 
 from distill.config import build
 from distill.errors import UserError
 from distill.training.config import ACCELERATE_CONFIGS, TrainConfig
 from distill.training.recipes import list_recipes, load_recipe, recipe_path, recipes_dir
-from fixtures_models import REPO, run_cli
 
 REQUIRED = {"qwen-1.5b", "qwen-7b", "qwen-32b", "llama-8b", "openthoughts-7b", "smol-demo"}
 

@@ -123,7 +123,7 @@ def test_smoke_reproduction_end_to_end(tmp_path):
     assert results["benchmarks"]["gpqa-diamond"]["samples_per_problem"] == 3  # evalchemy: GPQA over 3 runs
 
     report = (home / "reports" / "reproduce-openthoughts-smoke.md").read_text()
-    assert report in result.stdout
+    assert report.startswith("# Reproducing OpenThinker-7B") and report.split("\n\n", 1)[1] in result.stdout
     assert f"`{checkpoint.ref}`" in report and "SMOKE=1" in report
     assert "| OpenThinker-7B (published) | 31.3 | 83.0 | 42.4 |" in report
     assert "| DeepSeek-R1-Distill-Qwen-7B (published) | 60.0 | 88.2 | 46.9 |" in report

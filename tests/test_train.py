@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from fixtures_models import run_cli
 
 from distill import artifacts
 from distill.config import build
 from distill.errors import UserError
 from distill.training.config import TrainConfig
 from distill.training.recipes import load_recipe
-from fixtures_models import run_cli
 
 SUMS = [(2, 3), (4, 1), (6, 2)]
 
@@ -33,11 +33,12 @@ def make_filtered(name="filt", rows=None, conversation=None):
     return artifacts.resolve(name)
 
 
+BASE = {"dataset": ["filt"], "eval_fraction": 0, "report_to": ["none"], "lr_scheduler_type": "constant",
+        "warmup_ratio": 0, "logging_steps": 1, "save_steps": 1000, "per_device_train_batch_size": 3, "max_length": 256}
+
+
 def config(model_dir, **overrides) -> TrainConfig:
-    base = {"model": str(model_dir), "dataset": ["filt"], "eval_fraction": 0, "report_to": ["none"],
-            "lr_scheduler_type": "constant", "warmup_ratio": 0, "logging_steps": 1, "save_steps": 1000,
-            "per_device_train_batch_size": 3, "max_length": 256}
-    return build(TrainConfig, load_recipe("smol-demo"), {**base, **overrides})
+    return build(TrainConfig, load_recipe("smol-demo"), {**BASE, "model": str(model_dir), **overrides})
 
 
 def _weights(directory):
@@ -108,7 +109,9 @@ def test_lora_trains_adapters_only_and_merges(home, tiny_llama_dir):
     assert layout.base_model == str(tiny_llama_dir)
     assert inference_model(artifact.path) == (str(artifact.path / "merged"), None)
     adapter_config = json.loads((artifact.model_path / "adapter_config.json").read_text())
-    assert adapter_config["r"] == 8 and len(adapter_config["target_modules"]) == 7  # every linear layer
+    kinds = {name.rsplit(".", 1)[-1] for name in adapter_config["target_modules"]}
+    assert adapter_config["r"] == 8 and kinds == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                                  "down_proj"}  # every linear layer but the head
     adapter, base, merged = (_weights(artifact.model_path), _weights(tiny_llama_dir),
                              _weights(artifact.path / "merged"))
     lora_b = [v for k, v in adapter.items() if "lora_B" in k]
@@ -151,7 +154,7 @@ def test_packed_examples_do_not_attend_to_each_other(bundled_model_dir, tiny_lla
     plan = templates.choose_plan("student", tok, None)
     rows = [templates.tokenize_messages(tok, [{"role": "user", "content": f"Sum {a} and {b}" + " please" * a},
                                               {"role": "assistant", "content": r["completion"]}], plan)
-            for (a, b), r in zip(SUMS, _rows())]
+            for (a, b), r in zip(SUMS, _rows(), strict=False)]
     examples = datasets.Dataset.from_list([{"input_ids": i, "labels": lab} for i, lab in rows])
     packed = pack_dataset(examples, seq_length=256, strategy="bfd")
     assert len(packed) == 1 and len(packed[0]["seq_lengths"]) == 3
@@ -160,7 +163,8 @@ def test_packed_examples_do_not_attend_to_each_other(bundled_model_dir, tiny_lla
     model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, attn_implementation=attention).eval()
 
     def token_losses(input_ids, labels, **kwargs):
-        logits = model(input_ids=input_ids, **kwargs).logits[0, :-1]
+        # use_cache=False as in SFTTrainer.compute_loss: with a KV cache transformers skips packed-sequence masks.
+        logits = model(input_ids=input_ids, use_cache=False, **kwargs).logits[0, :-1]
         return torch.nn.functional.cross_entropy(logits, labels[0, 1:], ignore_index=-100, reduction="none")
 
     with torch.no_grad():
@@ -186,9 +190,10 @@ def test_sigterm_saves_and_the_same_command_resumes_to_the_same_weights(home, ti
     from distill import train
 
     make_filtered(rows=_rows(SUMS * 2))
-    args = ["train", "--recipe", "smol-demo", "--dataset", "filt", "--model", str(tiny_llama_dir), "--name", "kr",
-            "--max-steps", "6", "--set", "per_device_train_batch_size=2", "--set", "learning_rate=1e-3",
-            "--eval-fraction", "0", "--report-to", "none", "--set", "save_steps=1000"]
+    same = {"max_steps": 6, "per_device_train_batch_size": 2, "learning_rate": 1e-3}
+    args = ["train", "--recipe", "smol-demo", "--model", str(tiny_llama_dir), "--name", "kr"]
+    for key, value in {**BASE, **same}.items():
+        args += ["--set", f"{key}={','.join(value) if isinstance(value, list) else value}"]
     killed = run_cli(*args, home=home, env={"DISTILL_SIGTERM_AT_STEP": "2"})
     assert killed.returncode == 143, killed.stderr[-2000:]
     assert "resumable checkpoint" in killed.stderr
@@ -198,8 +203,7 @@ def test_sigterm_saves_and_the_same_command_resumes_to_the_same_weights(home, ti
     resumed = run_cli(*args, home=home)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming from" in resumed.stderr and resumed.stdout.strip().splitlines()[-1] == "kr@v0001"
-    straight = train.run(config(tiny_llama_dir, name="straight", max_steps=6, per_device_train_batch_size=2,
-                                learning_rate=1e-3))
+    straight = train.run(config(tiny_llama_dir, name="straight", **same))
     a, b = _weights(artifacts.resolve("kr@v1").model_path), _weights(straight.model_path)
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
     assert not torch.equal(a["model.layers.0.mlp.up_proj.weight"], _weights(tiny_llama_dir)[

@@ -27,7 +27,7 @@ def tok(bundled_model_dir):
 
 
 def _trained(tokenizer, ids, labels):
-    return tokenizer.decode([t for t, lab in zip(ids, labels) if lab != -100])
+    return tokenizer.decode([t for t, lab in zip(ids, labels, strict=False) if lab != -100])
 
 
 def test_exact_label_mask_of_a_hand_built_example(tok):

@@ -1,7 +1,7 @@
-"""Per-row features computed in the check workers (language mix, dedup fingerprint), and the funnel.
+"""Per-row features computed in the check workers (language mix, dedup fingerprints), and the funnel.
 
-``row_features`` runs in ``distill.verifiers.pool`` workers (it is pickled by reference), so the
-parent only orchestrates. ``REASONS`` is the order in which checks reject a row: a row's
+``row_features`` and ``minhash`` run in ``distill.verifiers.pool`` workers (pickled by reference),
+so the parent only orchestrates. ``REASONS`` is the order in which checks reject a row: a row's
 ``reject_reason`` is the first that fails.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from distill.checks.dedup import fingerprint
+from distill.checks.dedup import exact_digest, fingerprint
 from distill.checks.format import split_reasoning
 from distill.checks.language import check_language
 
@@ -29,14 +29,19 @@ REASONS = tuple(reason for _, reasons in CHECKS for reason in reasons)
 
 
 def row_features(payload: tuple) -> tuple:
-    """``(language_ok, language_mix, script, sha1, minhash)`` of one completion (None where not asked)."""
+    """``(language_ok, language_mix, script, sha1 of the normalized text)`` of one completion (None where
+    not asked). The MinHash (``minhash``) is computed later, only for prompts with several survivors."""
     completion, problem, assume_prefilled_think, max_mix, want_language, want_dedup = payload
-    reasoning, answer = split_reasoning(completion or "", assume_prefilled_think)
     language = (None, None, None)
     if want_language:
+        reasoning, answer = split_reasoning(completion or "", assume_prefilled_think)
         language = check_language(problem, reasoning if reasoning is not None else answer, max_mix)
-    digest, minhash = fingerprint(completion or "") if want_dedup else (None, None)
-    return (*language, digest, minhash)
+    return (*language, exact_digest(completion) if want_dedup else None)
+
+
+def minhash(completion: str) -> bytes:
+    """The near-duplicate signature of one completion (runs in a worker)."""
+    return fingerprint(completion)[1]
 
 
 def funnel(reject_reasons: list[str | None], skipped: set[str] | tuple = ()) -> list[dict]:
@@ -74,3 +79,22 @@ def plot_funnel(rows: list[dict], path, title: str = "distill filter") -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def print_funnel(stats: dict, artifact) -> None:
+    """The funnel as a rich table on stdout, then one line with the yield and the artifact."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"distill filter -> {artifact.ref}")
+    for header in ("check", "dropped", "remaining", "% of input"):
+        table.add_column(header, justify="left" if header == "check" else "right")
+    total = max(stats["input_rows"], 1)
+    for row in stats["funnel"]:
+        detail = ", ".join(f"{k} {v}" for k, v in row.get("by_reason", {}).items() if len(row["by_reason"]) > 1)
+        name = row["check"] + (" (skipped)" if row.get("skipped") else "") + (f"  [{detail}]" if detail else "")
+        table.add_row(name, str(row["dropped"]), str(row["remaining"]), f"{row['remaining'] / total:.1%}")
+    console = Console()
+    console.print(table)
+    console.print(f"kept {stats['kept']} of {stats['input_rows']} rows (yield {stats['yield']:.1%}), "
+                  f"{stats['prompts_kept']} of {stats['prompts']} prompts -> {artifact.ref}  ({artifact.path})")

@@ -33,6 +33,7 @@ _WORD_RES = {
     name: re.compile(f"[{chars}]" if name in _CHARACTER_SCRIPTS else f"[{chars}]{{2,}}")
     for name, chars in _SCRIPTS.items()
 }
+_NON_LATIN = re.compile("[" + "".join(chars for name, chars in _SCRIPTS.items() if name != "latin") + "]")
 # Scripts a prompt in script K may use freely in its reasoning.
 _COMPATIBLE = {"han": {"han", "kana"}, "kana": {"han", "kana"}}
 _IGNORED = re.compile(
@@ -47,8 +48,13 @@ _IGNORED = re.compile(
 def script_counts(text: str) -> dict[str, int]:
     """Words per script in ``text`` (math, code and LaTeX commands removed first)."""
     cleaned = _IGNORED.sub(" ", text or "")
+    if cleaned.isascii():  # the common case: only Latin can occur, one regex pass
+        n = len(_WORD_RES["latin"].findall(cleaned))
+        return {"latin": n} if n else {}
     counts = {}
     for name, pattern in _WORD_RES.items():
+        if name != "latin" and not pattern.search(cleaned):
+            continue
         n = len(pattern.findall(cleaned))
         if n:
             counts[name] = n
@@ -66,6 +72,8 @@ def dominant_script(text: str) -> str | None:
 
 def mixing(reasoning: str, expected: str | None) -> tuple[float, str | None]:
     """``(share of reasoning words outside the expected script, expected script)``."""
+    if expected in (None, "latin") and not _NON_LATIN.search(reasoning or ""):  # fast path: Latin-only text
+        return 0.0, expected or ("latin" if _WORD_RES["latin"].search(reasoning or "") else None)
     counts = script_counts(reasoning)
     if expected is None:
         expected = dominant_script(reasoning)

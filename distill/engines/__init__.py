@@ -20,8 +20,9 @@ Samples come back as completion text in which a reasoning block carries both its
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Protocol
+from typing import Any, Protocol
 
 
 @dataclass
@@ -78,7 +79,7 @@ class EngineConfig:
     retry_backoff_s: float = 1.0  # openai: first backoff delay, doubled per retry (capped at 60 s)
 
 
-def make_engine(cfg: EngineConfig) -> "Engine":
+def make_engine(cfg: EngineConfig) -> Engine:
     """Start the engine ``cfg.engine`` names (loading a vLLM model takes a while)."""
     from distill.errors import UserError
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 import itertools
 import os
 from collections import deque
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from distill import prompting
 from distill.engines import EngineConfig, Request, Sample, SamplingConfig

@@ -112,9 +112,9 @@ def plot_loss_curve(log_history: list[dict], path, title: str = "") -> bool:
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     if train:
-        ax.plot(*zip(*train), label="train loss", color="#1f77b4")
+        ax.plot(*zip(*train, strict=False), label="train loss", color="#1f77b4")
     if evals:
-        ax.plot(*zip(*evals), "o-", label="eval loss", color="#d62728")
+        ax.plot(*zip(*evals, strict=False), "o-", label="eval loss", color="#d62728")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss (assistant tokens)")
     ax.set_title(title)

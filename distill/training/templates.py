@@ -218,9 +218,9 @@ def check_plan(tokenizer, plan: TemplatePlan) -> str:
     except Exception as exc:  # noqa: BLE001 - jinja errors vary
         raise UserError(f"{what} cannot render a system/user/assistant conversation "
                         f"({type(exc).__name__}: {str(exc)[:120]})") from None
-    trained = [t for t, lab in zip(ids, labels) if lab != -100]
+    trained = [t for t, lab in zip(ids, labels, strict=True) if lab != -100]
     trained_text = tokenizer.decode(trained)
-    prompt_text = tokenizer.decode([t for t, lab in zip(ids, labels) if lab == -100])
+    prompt_text = tokenizer.decode([t for t, lab in zip(ids, labels, strict=True) if lab == -100])
     if _PROBE_R not in trained_text or "</think>" not in trained_text:
         raise UserError(DROPS_REASONING.format(what=what))
     if _PROBE_A not in trained_text or _PROBE_Q in trained_text or _PROBE_Q not in prompt_text:
@@ -258,7 +258,7 @@ def tokenize_messages(tokenizer, messages: list[dict], plan: TemplatePlan,
         mask = list(out["assistant_masks"])
     else:
         ids, mask = _render_diff_masks(tokenizer, messages, plan.inference)
-    labels = [t if (m or not assistant_only) else -100 for t, m in zip(ids, mask)]
+    labels = [t if (m or not assistant_only) else -100 for t, m in zip(ids, mask, strict=True)]
     return ids, labels
 
 

@@ -235,6 +235,12 @@ def _parse_gold(reference: str, internal_timeout: int):
     return _parse(_as_boxed(reference), internal_timeout)
 
 
+def timeout_verdict(stage: str, predicted: str | None = None) -> Verdict:
+    """The verdict of a check that ran out of time, the same whichever guard stopped it (math-verify's
+    alarm here, or the pool's kill), so that outputs do not depend on machine load."""
+    return Verdict(UNVERIFIED, None, "timeout", {"timeout": True, "stage": stage, "predicted": predicted})
+
+
 def verify_math(answer_text: str, reference: str | None, internal_timeout: int = 2) -> Verdict:
     """Grade a math answer part against a reference answer string."""
     answers, form = final_answer(answer_text)
@@ -263,13 +269,13 @@ def _verify_sympy(answers: list[str], gold: str, form: str, internal_timeout: in
 
     gold_parsed, gold_timeout = _parse_gold(gold, internal_timeout)
     if gold_timeout:
-        return Verdict(UNVERIFIED, predicted, "timeout parsing the reference", {**details, "timeout": True})
+        return timeout_verdict("parsing the reference", predicted)
     if not gold_parsed:
         return Verdict(UNVERIFIED, predicted, "reference not parseable", details)
     pred_text = ", ".join(f"\\boxed{{{a}}}" for a in answers) if form == "boxed" else _as_boxed(answers[0])
     pred_parsed, pred_timeout = _parse(pred_text, internal_timeout)
     if pred_timeout:
-        return Verdict(UNVERIFIED, predicted, "timeout parsing the answer", {**details, "timeout": True})
+        return timeout_verdict("parsing the answer", predicted)
     if not pred_parsed:
         return Verdict(INCORRECT, predicted, "answer not parseable", details)
     timed_out = False
@@ -282,5 +288,5 @@ def _verify_sympy(answers: list[str], gold: str, form: str, internal_timeout: in
         except Exception:  # noqa: BLE001 - sympy raises anything on odd input: not equal
             continue
     if timed_out:
-        return Verdict(UNVERIFIED, predicted, "timeout comparing", {**details, "timeout": True})
+        return timeout_verdict("comparing", predicted)
     return Verdict(INCORRECT, predicted, "math-verify", details)

@@ -21,10 +21,11 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from distill.errors import UserError
 
@@ -394,7 +395,7 @@ def _commit(writer: ArtifactWriter, name_dir: Path, licenses: dict[str, str]) ->
         "name": writer.name,
         "version": None,
         "kind": writer.kind,
-        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "distill_version": package_version(),
         "git_commit": git_commit(),
         "config": writer.config,

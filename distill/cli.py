@@ -18,7 +18,8 @@ from typing import Optional
 
 import typer
 
-from distill import artifacts_cli, evaluate, filter as filter_stage, generate, importers, models, train
+from distill import artifacts_cli, evaluate, generate, importers, models, train
+from distill import filter as filter_stage
 from distill.environment import package_version
 from distill.errors import UserError
 

@@ -3,7 +3,8 @@
     distill filter                                    # traces@latest -> filtered@vNNNN
     distill filter --input traces@v2 --name filtered-gsm8k --max-per-prompt 4 --per-prompt-policy shortest \\
         --decontaminate math500 --decontaminate aime24 --plot
-    distill filter --input open-r1/OpenR1-Math-220k --split train --completion-column generation --domain math
+    distill filter --input my-org/r1-traces --split train --completion-column response --answer-column gold \\
+        --domain math --keep-unverified
     distill filter --input traces.jsonl --domain-column domain --unsafe-code-exec   # math + MCQ + code rows
 
 Checks, in this order (a row's ``reject_reason`` is the first that fails; ``--skip NAME`` turns one off):
@@ -101,7 +102,8 @@ class FilterConfig:
                   ("--num-proc", self.num_proc is None or self.num_proc >= 1),
                   ("--max-tokens", self.max_tokens is None or self.max_tokens >= self.min_tokens),
                   ("--min-pass-fraction", 0 < self.min_pass_fraction <= 1)]
-        if self.tokenizer and self.tokenizer.startswith((".", "/", "~")) and not Path(self.tokenizer).expanduser().exists():
+        local = self.tokenizer and self.tokenizer.startswith((".", "/", "~"))
+        if local and not Path(self.tokenizer).expanduser().exists():
             raise UserError(f"tokenizer directory {self.tokenizer} not found: pass a local model directory, a "
                             "checkpoint reference or a cached Hub id")
         bad = [flag for flag, ok in checks if not ok]
@@ -219,13 +221,15 @@ def _run(cfg: FilterConfig):
     num_proc = cfg.num_proc or available_cpus()
 
     with _progress() as progress, make_pool(num_proc, grade_cfg) as pool:
-        task = progress.add_task("checking rows", total=n)
-        payloads = [(c, p, cfg.assume_prefilled_think, cfg.max_language_mix, want_language, want_dedup)
-                    for c, p in zip(rows["completion"], rows["problem"], strict=True)]
-        feats = pool.map(features.row_features, payloads, timeout_s=max(60.0, cfg.timeout * 4),
-                         on_timeout=lambda _: (False, 1.0, "timeout", None),
-                         on_error=lambda _, msg: (False, 1.0, "error", None),
-                         progress=lambda k: progress.advance(task, k))
+        feats = [(None, None, None)] * n
+        if want_language:
+            task = progress.add_task("checking language", total=n)
+            payloads = [(c, p, cfg.assume_prefilled_think, cfg.max_language_mix)
+                        for c, p in zip(rows["completion"], rows["problem"], strict=True)]
+            feats = pool.map(features.row_features, payloads, timeout_s=max(60.0, cfg.timeout * 4),
+                             on_timeout=lambda _: (False, 1.0, "timeout"),
+                             on_error=lambda _, msg: (False, 1.0, "error"),
+                             progress=lambda k: progress.advance(task, k))
         task = progress.add_task("grading answers", total=n)
         items = [GradeItem(completion=c, domain=d, reference=r, finish_reason=f, problem=p, test_cases=t,
                            fn_name=fn, starter_code=s)
@@ -241,7 +245,7 @@ def _run(cfg: FilterConfig):
         columns: dict[str, list] = {k: [] for k in _CHECK_FEATURES}
         reasons: list[str | None] = []
         for i, result in enumerate(graded):
-            language_ok, mix, script, _ = feats[i]
+            language_ok, mix, script = feats[i]
             verdict = result.verdict
             length_ok = check_length(num_tokens[i], cfg.min_tokens, cfg.max_tokens)
             failed = [("incomplete", "complete" not in skip and not result.complete),
@@ -261,8 +265,7 @@ def _run(cfg: FilterConfig):
                                ("script", script if want_language else None), ("num_tokens", num_tokens[i]),
                                ("length_ok", length_ok), ("contaminated_by", contaminated[i])):
                 columns[key].append(value)
-        columns["dedup"] = _dedup(cfg, rows["group"], reasons, feats, num_tokens, pool, rows["completion"],
-                                  want_dedup)
+        columns["dedup"] = _dedup(cfg, rows["group"], reasons, num_tokens, pool, rows["completion"], want_dedup)
     columns["reject_reason"] = reasons
 
     output = _build_output(data, columns, reasons)
@@ -287,10 +290,10 @@ def _run(cfg: FilterConfig):
     return artifact
 
 
-def _dedup(cfg, groups_of, reasons, feats, num_tokens, pool, completions, want_dedup) -> list[str | None]:
+def _dedup(cfg, groups_of, reasons, num_tokens, pool, completions, want_dedup) -> list[str | None]:
     """Dedup, then the per-prompt cap, among the rows that passed every row check (``reasons`` updated).
 
-    MinHash signatures are computed (in the workers) only for prompts with several surviving rows.
+    Fingerprints are computed (in the workers) only for prompts with several surviving rows.
     """
     from distill.checks import dedup, features
 
@@ -299,15 +302,16 @@ def _dedup(cfg, groups_of, reasons, feats, num_tokens, pool, completions, want_d
     for i, reason in enumerate(reasons):
         if reason is None:
             groups.setdefault(groups_of[i], []).append(i)
-    signatures: dict[int, bytes | None] = {}
-    if want_dedup and cfg.near_duplicate_threshold < 1.0:
+    prints: dict[int, tuple] = {}
+    if want_dedup:
         need = [i for members in groups.values() if len(members) > 1 for i in members]
-        found = pool.map(features.minhash, [completions[i] for i in need], timeout_s=max(60.0, cfg.timeout * 4),
-                         on_timeout=lambda _: None, on_error=lambda _, msg: None)
-        signatures = dict(zip(need, found, strict=True))
+        found = pool.map(features.dedup_fingerprint, [completions[i] for i in need],
+                         timeout_s=max(60.0, cfg.timeout * 4), on_timeout=lambda _: (None, None),
+                         on_error=lambda _, msg: (None, None))
+        prints = dict(zip(need, found, strict=True))
     for key, members in groups.items():
         if want_dedup:
-            found = dedup.find_duplicates([(feats[i][3], signatures.get(i)) for i in members],
+            found = dedup.find_duplicates([prints.get(i, (None, None)) for i in members],
                                           cfg.near_duplicate_threshold)
             for i, mark in zip(members, found, strict=True):
                 marks[i] = mark

@@ -33,8 +33,10 @@ DOMAINS = ("math", "multiple_choice", "code")
 _DOMAIN_ALIASES = {"mathematics": "math", "mcq": "multiple_choice", "mc": "multiple_choice",
                    "multiple_choice": "multiple_choice", "multiplechoice": "multiple_choice", "gpqa": "multiple_choice",
                    "coding": "code", "programming": "code"}
-# Imported once in the fork server, so a replacement worker starts in milliseconds.
-PRELOAD = ("math_verify", "distill.verifiers.math", "distill.verifiers.multiple_choice", "distill.grading")
+# Imported once in the fork server, so a worker (or its replacement) starts in milliseconds; the last
+# module holds the filter's own row checks (language, dedup fingerprints: numpy).
+PRELOAD = ("math_verify", "distill.verifiers.math", "distill.verifiers.multiple_choice", "distill.grading",
+           "distill.checks.features")
 
 
 @dataclass

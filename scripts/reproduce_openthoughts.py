@@ -175,17 +175,18 @@ def report(plan: Plan, measured: dict[str, dict], checkpoint_ref: str, data_ref:
         lines.append(f"| {model} (published) | " + " | ".join(f"{scores[b]:.1f}" for b, _ in BENCHMARKS) + " |")
     sampling = next((m["sampling"] for m in measured.values() if m.get("sampling")), {}) or {}
     notes = [
-        "",
         f"This run: pass@1 in percent with its 95% interval (problems × samples each), Evalchemy protocol "
         f"(temperature {sampling.get('temperature')}, top-p {sampling.get('top_p')}, {sampling.get('max_tokens')} "
-        "new tokens; AIME24 averaged over 5 samples, GPQA-Diamond over 3, MATH500 1), evalchemy's math prompt, "
-        f"no system turn. Trained on `{data_ref}` ({'metadata re-verified' if plan.verify else 'the default config, text as published'}).",
+        "new tokens; AIME24 averaged over 5 samples, GPQA-Diamond over 3, MATH500 1), Evalchemy's math prompt, "
+        f"no system turn. Trained on `{data_ref}` "
+        f"({'the metadata config re-verified' if plan.verify else 'the default config, text as published'}).",
         f"Published: {PUBLISHED_SOURCE}",
         "Published training: 4 nodes × 8 H100 for about 20 hours (≈ 80 h on one 8-GPU node), LLaMA-Factory, "
         "3 epochs, lr 1e-5, cutoff 16,384 tokens.",
     ]
     if plan.smoke:
         notes.append("SMOKE numbers test that the pipeline runs end to end; they say nothing about the result.")
+    notes = [""] + [f"- {note}" for note in notes]
     return "\n".join(lines + notes) + "\n"
 
 

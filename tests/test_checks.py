@@ -8,7 +8,7 @@ import pytest
 
 from distill.checks import decontamination, dedup, language, length
 from distill.checks import format as fmt
-from distill.checks.features import REASONS, funnel, minhash, row_features
+from distill.checks.features import REASONS, dedup_fingerprint, funnel, row_features
 from distill.errors import UserError
 
 REASONING = "Let me work through this carefully. 16 - 3 - 4 = 9, and 9 * 2 = 18."
@@ -175,10 +175,9 @@ def test_benchmark_specs(tmp_path):
 
 def test_row_features_and_funnel():
     completion = f"<think>{REASONING}</think>\\boxed{{18}}"
-    ok, mix, script, digest = row_features((completion, "Janet's eggs?", True, 0.05, True, True))
-    assert ok and mix == 0.0 and script == "latin" and digest == dedup.exact_digest(completion.upper())
-    assert len(minhash(completion)) == 4 * dedup.NUM_BINS
-    assert row_features(("x", None, True, 0.05, False, False)) == (None, None, None, None)
+    assert row_features((completion, "Janet's eggs?", True, 0.05)) == (True, 0.0, "latin")
+    digest, signature = dedup_fingerprint(completion)
+    assert digest == dedup.exact_digest(completion.upper()) and len(signature) == 4 * dedup.NUM_BINS
     rows = funnel([None, "format", "incorrect", "unverified", None, "over_cap"], skipped={"language"})
     assert [r["remaining"] for r in rows] == [6, 6, 5, 3, 3, 3, 3, 3, 2]
     assert rows[3]["by_reason"] == {"incorrect": 1, "unverified": 1} and rows[4]["skipped"]

@@ -98,6 +98,27 @@ def test_plans_are_the_faithful_commands():
     assert "VERIFY=1 variant" in table and "not the reproduction" in table and "SMOKE=1" in table
 
 
+def test_verify_variant_reverifies_the_metadata_sample(tmp_path):
+    """VERIFY=1's first steps, real CLI: the metadata config re-verified (math vs ground truth, code in the
+    sandbox); the sample's one wrong trace is dropped, the kept rows keep the published text."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    import reproduce_openthoughts as script
+
+    home = tmp_path / "home"
+    plan = script.build_plan(smoke=True, verify=True)
+    for step in plan.steps[:2]:
+        result = subprocess.run(step.argv, capture_output=True, text=True, cwd=str(REPO), timeout=600,
+                                env={**os.environ, "DISTILL_HOME": str(home)})
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    verified = artifacts.resolve(plan.train_data, root=home)
+    kept, rejected = verified.load_dataset("train"), verified.load_dataset("rejected")
+    assert len(kept) == 63 and len(rejected) == 1
+    assert rejected[0]["domain"] == "math" and rejected[0]["reject_reason"] == "incorrect"
+    assert sorted(set(kept["domain"])) == ["code", "math", "puzzle", "science"]
+    assert all(row["completion"].startswith("<|begin_of_thought|>") for row in kept)
+    assert all(row["messages"][0]["content"].startswith("Your role as an assistant") for row in kept)
+
+
 def test_smoke_reproduction_end_to_end(tmp_path):
     """SMOKE=1 make reproduce-openthoughts: import -> train -> eval -> table, with the real CLI on CPU."""
     home = tmp_path / "home"

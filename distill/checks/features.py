@@ -1,7 +1,7 @@
 """Per-row features computed in the check workers (language mix, dedup fingerprints), and the funnel.
 
-``row_features`` and ``minhash`` run in ``distill.verifiers.pool`` workers (pickled by reference),
-so the parent only orchestrates. ``REASONS`` is the order in which checks reject a row: a row's
+``row_features`` and ``dedup_fingerprint`` run in ``distill.verifiers.pool`` workers (pickled by
+reference), so the parent only orchestrates. ``REASONS`` is the order in which checks reject a row: a row's
 ``reject_reason`` is the first that fails.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from distill.checks.dedup import exact_digest, fingerprint
+from distill.checks.dedup import fingerprint
 from distill.checks.format import split_reasoning
 from distill.checks.language import check_language
 
@@ -29,19 +29,16 @@ REASONS = tuple(reason for _, reasons in CHECKS for reason in reasons)
 
 
 def row_features(payload: tuple) -> tuple:
-    """``(language_ok, language_mix, script, sha1 of the normalized text)`` of one completion (None where
-    not asked). The MinHash (``minhash``) is computed later, only for prompts with several survivors."""
-    completion, problem, assume_prefilled_think, max_mix, want_language, want_dedup = payload
-    language = (None, None, None)
-    if want_language:
-        reasoning, answer = split_reasoning(completion or "", assume_prefilled_think)
-        language = check_language(problem, reasoning if reasoning is not None else answer, max_mix)
-    return (*language, exact_digest(completion) if want_dedup else None)
+    """``(language_ok, language_mix, script)`` of one completion (runs in a worker)."""
+    completion, problem, assume_prefilled_think, max_mix = payload
+    reasoning, answer = split_reasoning(completion or "", assume_prefilled_think)
+    return check_language(problem, reasoning if reasoning is not None else answer, max_mix)
 
 
-def minhash(completion: str) -> bytes:
-    """The near-duplicate signature of one completion (runs in a worker)."""
-    return fingerprint(completion)[1]
+def dedup_fingerprint(completion: str) -> tuple[str, bytes]:
+    """``(exact digest, MinHash)`` of one completion (runs in a worker, only for prompts with several
+    surviving rows: a lone row cannot be a duplicate)."""
+    return fingerprint(completion)
 
 
 def funnel(reject_reasons: list[str | None], skipped: set[str] | tuple = ()) -> list[dict]:

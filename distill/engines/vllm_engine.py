@@ -87,8 +87,11 @@ class VllmEngine:
         queue: deque[tuple[str, int, list[int]]] = deque()
         inflight: dict[str, tuple[str, int, int]] = {}
         prefill = self._format.get("prefill")
+        held = False
         try:
             while True:
+                if not inflight:
+                    held = self._hold_scheduler(True)  # the whole first window joins one step (reproducible)
                 while len(inflight) < self.window:  # top the scheduler up
                     if not queue:
                         request = next(pending, None)
@@ -111,6 +114,8 @@ class VllmEngine:
                     request_id = f"s{next(self._ids)}"
                     engine.add_request(request_id, {"prompt_token_ids": ids}, params)
                     inflight[request_id] = (key, index, len(ids))
+                if held:
+                    held = self._hold_scheduler(False)
                 if not inflight:
                     return
                 for output in engine.step():
@@ -124,10 +129,27 @@ class VllmEngine:
                                  completion_tokens=len(completion.token_ids),
                                  extra={"stop_reason": completion.stop_reason})
         finally:
+            if held:
+                self._hold_scheduler(False)
             if inflight:  # the caller stopped early (error, interrupt): leave the engine idle for reuse
                 engine.abort_request(list(inflight))
                 while engine.has_unfinished_requests():
                     engine.step()
+
+    def _hold_scheduler(self, hold: bool) -> bool:
+        """Pause/resume the idle engine core (a separate process) around a batch of submissions.
+
+        Otherwise the core starts stepping as soon as the first request arrives, and which requests
+        share the first steps (hence which random numbers each gets) depends on timing.
+        """
+        core = self._llm.llm_engine.engine_core
+        if not hasattr(core, "call_utility"):  # in-process core: steps only when asked
+            return False
+        try:
+            core.call_utility("pause_scheduler" if hold else "resume_scheduler", *(("keep", False) if hold else ()))
+        except Exception:  # noqa: BLE001 - another vLLM version: runs, only less reproducibly
+            return False
+        return hold
 
     def reseed(self, seed: int) -> None:
         """Reset the workers' random state (the engine samples with one generator per worker)."""

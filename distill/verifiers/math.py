@@ -15,15 +15,17 @@ the model tried and dropped halfway through its thinking is not its answer. In t
 4. else the last bold number (``**18**``).
 
 Fast paths decide the common cases without sympy (same text after LaTeX-insensitive
-normalization; two integers); everything else goes to math-verify. math-verify's own timeouts
-(``signal.alarm``, main thread only) are set below the caller's hard wall-clock limit, so a
-slow comparison usually ends as ``unverified: timeout`` without killing the worker; work that
+normalization; two plain numbers / simple fractions, units stripped, compared exactly — unequal
+decimals still go to math-verify for its rounding rules); everything else goes to math-verify.
+math-verify's own timeouts (``signal.alarm``, main thread only) are set below the caller's hard
+wall-clock limit, so a slow comparison usually ends as ``unverified`` without killing the worker; work that
 ignores the alarm (C-level sympy) is killed from outside (``distill.verifiers.pool``).
 """
 
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 from functools import lru_cache
 
 from distill.verifiers import CORRECT, INCORRECT, UNVERIFIED, Verdict
@@ -44,7 +46,9 @@ _LEADING_NUMBER = re.compile(r"^-?\$?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?(?![\w^{])
 _SENTENCE_END = re.compile(r"(?<!\d)[.;](?:\s|$)|\s+(?:because|since|which|as|so|and so|therefore)\b")
 _THOUSANDS = re.compile(r"-?\d{1,3}(?:(?:,|\\,|\{,\}|\\ |\\;|\s)\d{3})+(?:\.\d+)?")
 _SEPARATORS = re.compile(r",|\\,|\{,\}|\\ |\\;|\s")
-_INTEGER = re.compile(r"-?\d+")
+_UNIT_SUFFIX = re.compile(r"\\(?:text|mbox|mathrm)\s*\{\s*[A-Za-z][A-Za-z ./]*\}$")
+_SIMPLE_FRACTION = re.compile(r"(-?)\\[dt]?frac\{(-?\d+)\}\{(\d+)\}|(-?)\\[dt]?frac(\d)(\d)|(-?\d+)/(\d+)")
+_DECIMAL = re.compile(r"-?\d+(?:\.\d+)?|-?\.\d+")
 _TEXT_CMD = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|operatorname|mbox)\s*\{([^{}]*)\}")
 _WS = re.compile(r"\s+")
 
@@ -214,6 +218,27 @@ def normalize_text(text: str) -> str:
     return clean_number(_WS.sub("", text).rstrip(".")).lower()
 
 
+def simple_number(text: str) -> tuple[Fraction, bool] | None:
+    """``(value, has_decimals)`` of an integer, decimal or simple fraction, with an optional trailing
+    ``\\text{unit}``, ``$`` signs and thousands separators; None for anything else."""
+    text = (text or "").strip().strip("$").replace("\\$", "").replace("\\!", "").strip().rstrip(".")
+    text = _UNIT_SUFFIX.sub("", text).strip()
+    text = clean_number(text).replace(" ", "")
+    if len(text) > 40:
+        return None
+    if _DECIMAL.fullmatch(text):
+        return Fraction(text), "." in text
+    match = _SIMPLE_FRACTION.fullmatch(text)
+    if not match:
+        return None
+    sign, num, den, sign2, num2, den2, num3, den3 = match.groups()
+    numerator, denominator = (num, den) if num is not None else (num2, den2) if num2 is not None else (num3, den3)
+    if int(denominator) == 0:
+        return None
+    value = Fraction(int(numerator), int(denominator))
+    return (-value if (sign or sign2) else value), False
+
+
 def _as_boxed(text: str) -> str:
     return text if ("\\boxed" in text or "$" in text or "\\(" in text) else f"\\boxed{{{text}}}"
 
@@ -253,10 +278,13 @@ def verify_math(answer_text: str, reference: str | None, internal_timeout: int =
     gold = clean_number(str(reference))
     if normalize_text(predicted) == normalize_text(gold):
         return Verdict(CORRECT, predicted, "exact match", details)
-    pred_norm, gold_norm = normalize_text(predicted), normalize_text(gold)
-    if _INTEGER.fullmatch(pred_norm) and _INTEGER.fullmatch(gold_norm):
-        ok = int(pred_norm) == int(gold_norm)
-        return Verdict(CORRECT if ok else INCORRECT, predicted, "integer comparison", details)
+    if len(answers) == 1:  # plain numbers, fractions and numbers with a unit: exact, without sympy
+        pred_value, gold_value = simple_number(answers[0]), simple_number(gold)
+        if pred_value is not None and gold_value is not None:
+            if pred_value[0] == gold_value[0]:
+                return Verdict(CORRECT, predicted, "numeric comparison", details)
+            if not (pred_value[1] or gold_value[1]):  # decimals: leave rounding rules to math-verify
+                return Verdict(INCORRECT, predicted, "numeric comparison", details)
     return _verify_sympy(answers, gold, form, internal_timeout, predicted, details)
 
 

@@ -1,13 +1,13 @@
 """Training throughput: packed (best-fit decreasing, `--packing`) vs padded batches on length-skewed traces.
 
-    python benchmarks/bench_train.py             # prints the rows (BENCH_TRAIN_N=192 for more traces)
+    python benchmarks/bench_train.py             # prints the rows (BENCH_TRAIN_N=256 for more traces)
     python benchmarks/run.py --only train        # the markdown table
 
-Traces: token sequences whose lengths follow a log-normal law clipped to [48, 1536] (median ~190): most
+Traces: token sequences whose lengths follow a log-normal law clipped to [32, 1024] (median ~135): most
 short, a long tail, like filtered reasoning traces; ~30% of each is prompt (masked). Student: a 4-layer
 Llama-shaped model (hidden 256, SmolLM2's 49k vocabulary), random weights, fp32, SDPA attention. Both runs
 train one epoch over the same traces with TRL's SFTTrainer as `distill train` sets it up: padded = 8
-traces per batch padded to the longest; packed = rows of 2,048 tokens, each trace attending only to itself.
+traces per batch padded to the longest; packed = rows of 1,024 tokens, each trace attending only to itself.
 Throughput counts real (non-pad) tokens. Each configuration runs in its own process, so the peak RSS
 (CPU) or peak CUDA memory is its own.
 """
@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-N_TRACES = int(os.environ.get("BENCH_TRAIN_N", "96"))
-PACK_LENGTH = 2048
+N_TRACES = int(os.environ.get("BENCH_TRAIN_N", "64"))
+PACK_LENGTH = 1024
 PADDED_BATCH = 8
 
 
@@ -33,7 +33,7 @@ def traces(n: int, seed: int = 0) -> list[dict]:
     rng = random.Random(seed)
     rows = []
     for _ in range(n):
-        length = int(min(1536, max(48, rng.lognormvariate(5.25, 0.7))))
+        length = int(min(1024, max(32, rng.lognormvariate(4.9, 0.75))))
         prompt = max(8, int(length * 0.3))
         ids = [rng.randrange(100, 40000) for _ in range(length - 1)] + [2]  # ends on <|im_end|>
         rows.append({"input_ids": ids, "labels": [-100] * prompt + ids[prompt:]})

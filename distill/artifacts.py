@@ -337,7 +337,11 @@ class ArtifactWriter:
         """Save a Dataset or DatasetDict as the payload; row counts per split are recorded."""
         import datasets
 
-        data.save_to_disk(str(self.dataset_path))
+        # datasets 5.2 cannot load back an empty split saved with the default sharding: force one shard.
+        if isinstance(data, datasets.DatasetDict):
+            data.save_to_disk(str(self.dataset_path), num_shards={k: 1 for k, d in data.items() if len(d) == 0} or None)
+        else:
+            data.save_to_disk(str(self.dataset_path), num_shards=1 if len(data) == 0 else None)
         if isinstance(data, datasets.DatasetDict):
             self.counts.update({split: len(d) for split, d in data.items()})
         else:

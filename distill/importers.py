@@ -81,9 +81,9 @@ def convert_rows(raw, convert, ctx: Context, extra_features: dict[str, str], num
 
 
 def audit(data) -> dict:
-    """Counts for the manifest: tag agreement between system prompt and completion, malformed rows,
-    domains, and the system prompts used (the row-level check `tags_disagree` on every row)."""
-    mismatched, malformed, domains, systems = 0, 0, Counter(), Counter()
+    """Counts for the manifest: tag agreement between system prompt and completion (`tags_disagree` on
+    every row), malformed rows, domains, the reasoning-tag style and the system prompts used."""
+    mismatched, malformed, domains, systems, styles = 0, 0, Counter(), Counter(), Counter()
     columns = ["system", "completion", "domain"] + (["well_formed"] if "well_formed" in data.column_names else [])
     for batch in data.select_columns(columns).iter(batch_size=1000):
         for i, completion in enumerate(batch["completion"]):
@@ -92,8 +92,10 @@ def audit(data) -> dict:
             malformed += "well_formed" in batch and not batch["well_formed"][i]
             domains[batch["domain"][i] or "unknown"] += 1
             systems[system] += 1
+            styles.update(schema.tag_styles(completion))
     return {"tag_mismatch": mismatched, "malformed": malformed, "domains": dict(domains),
-            "system_prompts": len(systems), "system_prompt": next(iter(systems)) if len(systems) == 1 else None}
+            "reasoning_tags": styles.most_common(1)[0][0] if styles else None, "system_prompts": len(systems),
+            "system_prompt": next(iter(systems)) if len(systems) == 1 else None}
 
 
 def run(cfg: ImportConfig):
@@ -126,9 +128,7 @@ def run(cfg: ImportConfig):
                                   "url": spec.url, "format": cfg.format}
         writer.extra["conversation"] = {
             "chat_template": None, "chat_template_sha256": None, "few_shot": None, "prompt_template": None,
-            "prefill": None, "system_prompt": checks["system_prompt"],
-            "reasoning_tags": "openthoughts" if cfg.format == "native" and spec.hub_id.startswith("open-thoughts")
-            else "think",
+            "prefill": None, "system_prompt": checks["system_prompt"], "reasoning_tags": checks["reasoning_tags"],
         }
     artifact = artifacts.resolve(f"{name}@{writer.path.name}", kind="imported")
     typer.echo(f"imported {len(data)} rows from {len(raw)} published rows of {describe(info)} "

@@ -37,7 +37,8 @@ from distill.training.recipes import BASE, load_recipe, resolve_recipe
 
 
 def _say(message: str) -> None:
-    print(f"[train] {message}", file=sys.stderr, flush=True)
+    if os.environ.get("RANK", "0") == "0":  # one voice in a distributed run
+        print(f"[train] {message}", file=sys.stderr, flush=True)
 
 
 def run(cfg: TrainConfig):
@@ -96,7 +97,7 @@ def _train(cfg: TrainConfig):
     run_dir = _run_dir(name, cfg, inputs, plan, launch.world_size())
     _say(f"recipe {cfg.recipe}, overrides {json.dumps(_overrides(cfg), default=str)}; {precision}, "
          f"{launch.world_size()} process(es) x batch {cfg.per_device_train_batch_size} x accumulation {accumulation}")
-    if launch.world_size() == 1 or int(os.environ.get("RANK", "0")) == 0:
+    if os.environ.get("RANK", "0") == "0":
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "distill_config.json").write_text(json.dumps(to_dict(cfg), indent=2, default=str) + "\n")
     trainer, callbacks = _make_trainer(cfg, name, student_path, tokenizer, special, precision, accumulation,

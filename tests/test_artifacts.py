@@ -203,3 +203,15 @@ def test_concurrent_writers_get_distinct_versions(home):
         assert proc.wait(timeout=120) == 0
     assert [v.name for v in artifacts.list_versions(home / "data" / "traces")] == ["v0001", "v0002", "v0003"]
     time.sleep(0)
+
+
+def test_empty_split_round_trips(home):
+    with artifacts.create("filtered", "filtered") as writer:
+        writer.save_dataset(datasets.DatasetDict({
+            "train": datasets.Dataset.from_list([{"a": 1}]),
+            "rejected": datasets.Dataset.from_list([{"a": 1}]).select([]),
+        }))
+    artifact = artifacts.resolve("filtered")
+    assert artifact.manifest["counts"] == {"train": 1, "rejected": 0}
+    assert len(artifact.load_dataset("rejected")) == 0
+    assert artifacts.verify(artifact)[0]

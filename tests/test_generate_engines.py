@@ -55,8 +55,9 @@ def test_vllm_engine_token_counts_match_the_tokenizer(vllm_engine, bundled_model
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(bundled_model_dir)
-    requests = _requests(QUESTIONS + ["What is 2 + 3?"])
-    samples = _collect(vllm_engine, requests, SamplingConfig(n=2, temperature=0.6, max_tokens=40, seed=5))
+    requests = _requests(QUESTIONS + ["What is 2 + 3? Reply with just the number.", "What is 4 + 4? Reply with just "
+                                      "the number."])
+    samples = _collect(vllm_engine, requests, SamplingConfig(n=2, temperature=0.6, max_tokens=48, seed=5))
     messages = {r.key: r.messages for r in requests}
     for (key, _), sample in samples.items():
         prompt_ids = tokenizer.apply_chat_template(messages[key], add_generation_prompt=True, return_dict=True)

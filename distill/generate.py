@@ -113,6 +113,8 @@ class GenerateConfig:
             raise UserError("pass --dataset (a Hub id, a local jsonl/json/parquet file or an artifact ref)")
         if self.engine not in ("vllm", "openai"):
             raise UserError(f"unknown --engine {self.engine!r}: use vllm or openai")
+        if self.engine == "openai" and not self.base_url:
+            raise UserError("--engine openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
         checks = [(self.num_generations >= 1, "-n/--num-generations must be at least 1"),
                   (self.temperature >= 0, "--temperature must be >= 0"),
                   (0 < self.top_p <= 1, "--top-p must be in (0, 1]"),
@@ -267,8 +269,11 @@ def run_seed(seed: int, shard: int, count: int, runs_before: int) -> int:
 # ---------------------------------------------------------------------------- the run
 
 
-def run(cfg: GenerateConfig):
-    """Generate (or resume, or merge) and return the committed traces Artifact (None: a shard's part is done)."""
+def run(cfg: GenerateConfig, engine=None):
+    """Generate (or resume, or merge) and return the committed traces Artifact (None: a shard's part is done).
+
+    ``engine``: an open engine to use (and leave open) instead of starting one from ``cfg`` (tests,
+    benchmarks, notebooks); it must serve ``cfg.teacher``."""
     import datasets
 
     from distill import artifacts
@@ -292,9 +297,13 @@ def run(cfg: GenerateConfig):
         if existing is not None:
             print(f"{existing.ref} already holds these traces (same config {chash}); nothing to do. "
                   "Change --name or --seed to sample again.")
+            if cfg.push_to_hub:
+                from distill import hub
+
+                print(f"pushed {existing.ref} to {hub.push(existing, cfg.push_to_hub)}")
             return existing
     ctx = {"cfg": cfg, "data": data, "source": source, "prompts": prompts, "store": store, "teacher": teacher,
-           "few_shot": few_shot, "config_hash": chash}
+           "few_shot": few_shot, "config_hash": chash, "engine": engine}
     if cfg.merge_shards:
         return finish(ctx)
     if cfg.temperature == 0 and cfg.num_generations > 1:

@@ -17,7 +17,7 @@ from collections import Counter
 from typing import Any
 
 RESERVED = ("id", "sample_index", "prompt", "problem", "answer", "completion", "finish_reason", "prompt_tokens",
-            "completion_tokens", "teacher", "temperature", "top_p", "max_tokens", "seed")
+            "completion_tokens", "teacher", "temperature", "top_p", "max_tokens", "seed", "_order")
 CONVERSATION_FILE = "conversation.json"
 
 
@@ -48,7 +48,8 @@ def generate_missing(ctx: dict[str, Any], todo: dict[int, list[int]], shard: int
         chat_template=cfg.chat_template, system_prompt=explicit_system_prompt(cfg, ctx["few_shot"]),
         max_num_seqs=cfg.max_num_seqs, tokenizer=cfg.tokenizer)
     started = time.monotonic()
-    engine = make_engine(engine_cfg)  # errors here (unreachable server, bad model) leave nothing on disk
+    own = ctx.get("engine") is None
+    engine = make_engine(engine_cfg) if own else ctx["engine"]  # errors here leave nothing on disk
     run_id = new_run_id()
     stats: dict[str, Any] = {"run": run_id, "shard": f"{shard}/{count}", "seed": seed, "engine": cfg.engine,
                              "started_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -78,6 +79,8 @@ def generate_missing(ctx: dict[str, Any], todo: dict[int, list[int]], shard: int
                 if sample.extra.get("error"):
                     record["error"] = sample.extra["error"]
                 writer.write(record)
+                if not stats["samples"]:
+                    stats["first_sample_seconds"] = round(time.monotonic() - began, 3)
                 stats["samples"] += 1
                 stats["prompt_tokens"] += sample.prompt_tokens
                 stats["completion_tokens"] += sample.completion_tokens
@@ -94,7 +97,8 @@ def generate_missing(ctx: dict[str, Any], todo: dict[int, list[int]], shard: int
             writer.close()
             stats["finished"] = all(v <= 0 for v in remaining.values())
             store.write_run(run_id, stats)
-        engine.close()
+        if own:
+            engine.close()
 
 
 def _progress(enabled: bool):

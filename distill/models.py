@@ -95,10 +95,17 @@ def resolve_model(spec: str) -> str:
     if "@" in spec or not Path(spec).exists():
         try:
             artifact = artifacts.resolve(spec, kind="checkpoint")
-            return str(artifact.model_path)
         except UserError:
             if "@" in spec:
                 raise
+        else:
+            from distill.training.layout import describe
+
+            layout = describe(artifact.path)
+            if layout.inference_dir is None:
+                raise UserError(f"{artifact.ref} is a LoRA adapter without merged weights: retrain with --merge, "
+                                f"or load base {layout.base_model} + adapter {layout.model_dir}")
+            return str(layout.inference_dir)
     path = Path(spec).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():

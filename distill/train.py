@@ -50,17 +50,21 @@ def run(cfg: TrainConfig):
         if code:
             raise SystemExit(code)
         return None
-    return _train(cfg)
+    import datasets
+
+    caching = datasets.is_caching_enabled()
+    datasets.disable_caching()  # never write cache files into the input artifacts (maps go to a temp dir)
+    try:
+        return _train(cfg)
+    finally:
+        if caching:
+            datasets.enable_caching()
 
 
 def _train(cfg: TrainConfig):
-    import datasets
-
     from distill.training import data, launch, templates
     from distill.training import model as student
 
-    datasets.disable_caching()  # never write cache files into the input artifacts
-    datasets.utils.logging.disable_progress_bar()
     name = artifacts.validate_name(cfg.output_name)
     artifacts.check_name_kind(name, "checkpoint")
     inputs = data.load_inputs(cfg.dataset, cfg.split, cfg)

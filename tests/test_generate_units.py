@@ -60,6 +60,24 @@ def test_conversation_format_finds_hidden_system_prompt_and_prefill(bundled_mode
     assert r1["system_prompt"] == "Be brief." and r1["system_prompt_source"] == "explicit"
     no_default = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}assistant:"
     assert prompting.conversation_format(tokenizer, chat_template=no_default)["system_prompt"] is None
+    assert prompting.conversation_format(tokenizer, chat_template=QWEN25_LIKE)["system_prompt"] == (
+        "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.")
+    r1_distill = prompting.conversation_format(tokenizer, chat_template=R1_DISTILL_LIKE)
+    assert r1_distill["system_prompt"] is None and r1_distill["prefill"] == "<think>\n"
+
+
+# the system-prompt and generation-prompt logic of Qwen2.5-Instruct and DeepSeek-R1-Distill templates
+QWEN25_LIKE = (
+    "{%- if messages[0]['role'] == 'system' %}{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
+    "{%- else %}{{- '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+    "<|im_end|>\\n' }}{%- endif %}{%- for message in messages %}{%- if message.role != 'system' %}"
+    "{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}{%- endif %}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}")
+R1_DISTILL_LIKE = (
+    "{% set ns = namespace(system_prompt='') %}{%- for message in messages %}{%- if message['role'] == 'system' %}"
+    "{% set ns.system_prompt = message['content'] %}{%- endif %}{%- endfor %}{{ bos_token }}{{ ns.system_prompt }}"
+    "{%- for message in messages %}{%- if message['role'] == 'user' %}{{ '<｜User｜>' + message['content'] }}"
+    "{%- endif %}{%- endfor %}{% if add_generation_prompt %}{{ '<｜Assistant｜><think>\\n' }}{% endif %}")
 
 
 def test_assemble_completion_keeps_both_think_tags():

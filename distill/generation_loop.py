@@ -56,6 +56,7 @@ def generate_missing(ctx: dict[str, Any], todo: dict[int, list[int]], shard: int
                              "load_seconds": round(time.monotonic() - started, 2), "engine_seconds": 0.0,
                              "samples": 0, "prompt_tokens": 0, "completion_tokens": 0}
     writer = None
+    remaining = {prompts.ids[p]: len(indices) for p, indices in todo.items()}
     try:
         store.create({"config_hash": ctx["config_hash"], "name": cfg.name, "teacher": ctx["teacher"].info,
                       "dataset": ctx["source"].info})
@@ -66,7 +67,6 @@ def generate_missing(ctx: dict[str, Any], todo: dict[int, list[int]], shard: int
                     for p, indices in todo.items())
         sampling = SamplingConfig(n=cfg.num_generations, temperature=cfg.temperature, top_p=cfg.top_p,
                                   max_tokens=cfg.max_tokens, seed=seed)
-        remaining = {prompts.ids[p]: len(indices) for p, indices in todo.items()}
         mine = len(range(shard, len(prompts), count))
         began = last_saved = time.monotonic()
         with _progress(cfg.progress) as bar:

@@ -136,7 +136,7 @@ def main() -> int:
     timings: dict[str, float] = {}
     train_limit = ["--limit", str(args.train_limit)] if args.train_limit else []
     heldout_limit = ["--limit", str(args.heldout_limit)] if args.heldout_limit else []
-    eval_args = ["--benchmark", f"demo-heldout={DATA / 'heldout.jsonl'}", "--protocol", "greedy",
+    eval_args = ["--benchmark", str(DATA / "heldout.jsonl"), "--protocol", "greedy",
                  "--max-tokens", "96", "--enforce-eager", "--max-model-len", "2048", *heldout_limit]
 
     distill("models", "materialize", home=home, timings=timings, label="materialize")

@@ -10,7 +10,7 @@ Fixtures (names are stable: the eval tests use them too):
   model, bound to 127.0.0.1 on a free port, started on first use and stopped at the end of the session
   (SIGTERM to its process group, SIGKILL after 30 s). It yields a ``VllmServer``: ``base_url``
   (``http://127.0.0.1:PORT/v1``), ``model`` (the served model name = ``str(bundled_model_dir)``),
-  ``port``, ``log`` (its output file). Flags: ``--enforce-eager --max-model-len 2048 --seed 0``, no
+  ``port``, ``log`` (its output file, deleted afterwards). Flags: ``--enforce-eager --max-model-len 2048 --seed 0``, no
   reasoning parser.
 - ``r1_model_dir`` (session): an R1-style teacher made from the bundled model: ``<think>`` and
   ``</think>`` added to the vocabulary, a ChatML template whose generation prompt prefills
@@ -33,9 +33,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -104,6 +104,7 @@ def start_vllm_server(model_dir: str | Path, *extra_args: str, timeout: float = 
                          process=process)
     finally:
         _stop(process)
+        log.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")

@@ -35,6 +35,16 @@ def _partial_records(home, name: str) -> dict[tuple[str, int], str]:
     return found
 
 
+def _group_alive(pgid: int) -> bool:
+    import psutil
+
+    for process in psutil.process_iter(["pid"]):
+        with contextlib.suppress(psutil.Error):
+            if os.getpgid(process.pid) == pgid and process.status() != psutil.STATUS_ZOMBIE:
+                return True
+    return False
+
+
 def test_kill_9_then_rerun_resumes_without_loss_or_duplicates(home, tmp_path, r1_model_dir):
     from transformers import AutoTokenizer
 
@@ -53,6 +63,11 @@ def test_kill_9_then_rerun_resumes_without_loss_or_duplicates(home, tmp_path, r1
             time.sleep(0.2)
         os.kill(process.pid, signal.SIGKILL)  # the generate process, mid-run
         process.wait(timeout=30)
+        # its engine core and workers must not live on as orphans (they would hold the GPU)
+        deadline = time.monotonic() + 30
+        while _group_alive(process.pid):
+            assert time.monotonic() < deadline, "vLLM child processes survived the kill"
+            time.sleep(0.5)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)  # its engine-core children die with the job

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 from fixtures_models import run_cli
@@ -109,7 +108,9 @@ def test_config_hash_covers_samples_not_infrastructure():
     teacher = Teacher(model="/m", info={"checkpoint_sha256": None})
     source = {"type": "file", "path": "/a/x.jsonl", "sha256": "abc"}
     base = config_hash(_cfg(), source, teacher, None)
-    assert base == config_hash(_cfg(engine="openai", max_concurrency=3, tensor_parallel_size=8, shard="1/2"),
+    infrastructure = _cfg(engine="openai", base_url="http://h:1/v1", max_concurrency=3, tensor_parallel_size=8,
+                          shard="1/2")
+    assert base == config_hash(infrastructure,
                                {**source, "path": "/elsewhere/x.jsonl"}, teacher, None)
     for change in (dict(seed=1), dict(temperature=0.7), dict(num_generations=2), dict(max_tokens=10),
                    dict(system_prompt="s"), dict(limit=3)):

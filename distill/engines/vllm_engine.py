@@ -57,11 +57,15 @@ class VllmEngine:
         for key in ("max_model_len", "gpu_memory_utilization", "max_num_seqs"):
             if getattr(cfg, key) is not None:
                 kwargs[key] = getattr(cfg, key)
+        from distill.engines import reaper
+
+        before = reaper.children()
         try:
             self._llm = LLM(**kwargs)
         except (OSError, ValueError) as exc:  # missing files, offline Hub, bad config values
             raise UserError(f"vLLM could not load {cfg.model!r} ({type(exc).__name__}: "
                             f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
+        self._watcher = reaper.watch_new_children(before)  # engine core + workers die with this process
         self.tokenizer = self._llm.get_tokenizer()
         self.max_model_len = int(self._llm.llm_engine.model_config.max_model_len)
         scheduler = getattr(self._llm.llm_engine.vllm_config, "scheduler_config", None)
@@ -178,3 +182,6 @@ class VllmEngine:
         import gc
 
         gc.collect()
+        from distill.engines import reaper
+
+        reaper.stop(getattr(self, "_watcher", None))

@@ -103,8 +103,8 @@ def _chart(path: Path, before: dict, after: dict) -> None:
             mean = 100 * (m["mean"] or 0)
             low, high = m.get("ci95") or [None, None]
             means.append(mean)
-            errors[0].append(mean - 100 * low if low is not None else 0)
-            errors[1].append(100 * high - mean if high is not None else 0)
+            errors[0].append(max(0.0, mean - 100 * low) if low is not None else 0)
+            errors[1].append(max(0.0, 100 * high - mean) if high is not None else 0)
         xs = [i + (offset - 0.5) * width for i in range(len(METRICS))]
         ax.bar(xs, means, width, yerr=errors, capsize=3, label=f"student {name} distillation", color=color)
     ax.set_xticks(range(len(METRICS)), labels, fontsize=8)

@@ -149,7 +149,8 @@ def main() -> int:
             home=home, timings=timings, label="filter")
     distill("eval", "--model", "bundled", *eval_args, "--name", "demo-eval-before",
             home=home, timings=timings, label="eval before")
-    train_overrides = ["--set", "num_train_epochs=2"] if args.small else []
+    # CI-sized: few traces, so more passes at a higher rate to learn the <think> format in a few steps.
+    train_overrides = ["--set", "num_train_epochs=4", "--set", "learning_rate=1e-4"] if args.small else []
     distill("train", "--recipe", "smol-demo", "--dataset", "demo-filtered@latest", "--name", "demo-student",
             *train_overrides, home=home, timings=timings, label="train")
     distill("eval", "--model", "demo-student@latest", *eval_args, "--name", "demo-eval-after",

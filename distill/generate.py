@@ -309,13 +309,13 @@ def run(cfg: GenerateConfig, engine=None):
     if cfg.temperature == 0 and cfg.num_generations > 1:
         print("warning: --temperature 0 with n > 1 gives n copies of the greedy sample", file=sys.stderr)
     done = store.done_keys()
-    todo = {p: [i for i in range(cfg.num_generations) if (prompts.ids[p], i) not in done]
+    missing_by_prompt = {p: [i for i in range(cfg.num_generations) if (prompts.ids[p], i) not in done]
             for p in range(shard, len(prompts), count)}
-    todo = {p: indices for p, indices in todo.items() if indices}
-    if todo:
+    missing_by_prompt = {p: indices for p, indices in missing_by_prompt.items() if indices}
+    if missing_by_prompt:
         from distill.generation_loop import generate_missing
 
-        generate_missing(ctx, todo, shard, count)
+        generate_missing(ctx, missing_by_prompt, shard, count)
     elif not store.exists():  # an empty shard (N > prompts): nothing to write but its done mark
         store.create({"config_hash": chash})
     store.mark_done(shard, count, {"finished_at": time.time()})

@@ -1,6 +1,6 @@
 """The two halves of a `distill generate` run: sampling into the partial dir, and building the artifact.
 
-    generate_missing(ctx, todo, shard, count)  # engine -> one jsonl line per finished sample (+ progress)
+    generate_missing(ctx, missing_by_prompt, shard, count)  # engine -> one jsonl line per finished sample (+ progress)
     dataset, totals = build_dataset(ctx)       # partial dir + source rows -> rows in (prompt, sample) order
     stats, extra = manifest_parts(ctx, totals) # what the traces manifest records
 
@@ -32,8 +32,8 @@ def explicit_system_prompt(cfg, few_shot) -> str | None:
 # ---------------------------------------------------------------------------- sampling
 
 
-def generate_missing(ctx: dict[str, Any], todo: dict[int, list[int]], shard: int, count: int) -> None:
-    """Sample what ``todo`` lists ({prompt position: missing sample indices}) and persist each sample."""
+def generate_missing(ctx: dict[str, Any], missing_by_prompt: dict[int, list[int]], shard: int, count: int) -> None:
+    """Sample what ``missing_by_prompt`` lists ({prompt position: missing sample indices}) and persist each sample."""
     from distill.engines import EngineConfig, Request, SamplingConfig, make_engine
     from distill.generate import run_seed
     from distill.generation_store import new_run_id
@@ -56,7 +56,7 @@ def generate_missing(ctx: dict[str, Any], todo: dict[int, list[int]], shard: int
                              "load_seconds": round(time.monotonic() - started, 2), "engine_seconds": 0.0,
                              "samples": 0, "prompt_tokens": 0, "completion_tokens": 0}
     writer = None
-    remaining = {prompts.ids[p]: len(indices) for p, indices in todo.items()}
+    remaining = {prompts.ids[p]: len(indices) for p, indices in missing_by_prompt.items()}
     try:
         store.create({"config_hash": ctx["config_hash"], "name": cfg.name, "teacher": ctx["teacher"].info,
                       "dataset": ctx["source"].info})
@@ -64,13 +64,13 @@ def generate_missing(ctx: dict[str, Any], todo: dict[int, list[int]], shard: int
             (store.path / CONVERSATION_FILE).write_text(json.dumps(engine.conversation_format(), indent=2))
         writer = store.writer(f"{shard}of{count}", run_id)
         requests = (Request(key=prompts.ids[p], messages=prompts.messages[p], sample_indices=indices)
-                    for p, indices in todo.items())
+                    for p, indices in missing_by_prompt.items())
         sampling = SamplingConfig(n=cfg.num_generations, temperature=cfg.temperature, top_p=cfg.top_p,
                                   max_tokens=cfg.max_tokens, seed=seed)
         mine = len(range(shard, len(prompts), count))
         began = last_saved = time.monotonic()
         with _progress(cfg.progress) as bar:
-            task = bar.add_task(f"{cfg.name} [{cfg.engine}]", total=mine, completed=mine - len(todo), samples=0,
+            task = bar.add_task(f"{cfg.name} [{cfg.engine}]", total=mine, completed=mine - len(missing_by_prompt), samples=0,
                                 tps=0.0)
             for sample in engine.generate(requests, sampling):
                 record = {"id": sample.key, "sample_index": sample.index, "completion": sample.text,

@@ -263,7 +263,7 @@ def _commit(cfg: TrainConfig, *, name, inputs, mix, plan, conversation_in, stude
             prompt_template, accumulation):
     from distill import models
     from distill.training import callbacks as cb
-    from distill.training import card
+    from distill.training import card, launch
     from distill.training import model as student
 
     parents = [i.source.artifact for i in inputs if i.source.artifact is not None]
@@ -308,7 +308,8 @@ def _commit(cfg: TrainConfig, *, name, inputs, mix, plan, conversation_in, stude
             training={"recipe": cfg.recipe, "overrides": _overrides(cfg), "precision": precision,
                       "gradient_accumulation_steps": accumulation, "world_size": trainer.args.world_size,
                       "adapter": adapter, "merged": bool(cfg.merge), "run_name": trainer.args.run_name,
-                      "report_to": trainer.args.report_to, "special_tokens": special},
+                      "report_to": trainer.args.report_to, "special_tokens": special,
+                      "distributed": launch.distributed_summary(trainer)},
             trainer_state={"global_step": state.global_step, "epoch": state.epoch, "max_steps": state.max_steps,
                            "num_input_tokens_seen": state.num_input_tokens_seen, "total_flos": state.total_flos,
                            "train_loss": metrics.get("train_loss"), "eval_loss": metrics.get("eval_loss")})

@@ -91,7 +91,8 @@ class TrainConfig:
     merge: bool = option(False, help="Also write the adapter merged into the base as a full model in merged/.")
 
     # ------------------------------------------------------------------ devices
-    num_gpus: int = option(1, help="GPUs per machine; >1 relaunches under `accelerate launch`.")
+    num_gpus: int = option(1, help="GPUs per machine; >1 (or one GPU with an offloading "
+                         "--accelerate-config) relaunches under `accelerate launch`.")
     accelerate_config: str = option("ddp", help="Multi-GPU strategy: ddp, zero2, zero3, zero3-offload, fsdp "
                                     "(recipes/accelerate/) or an accelerate YAML file.")
     num_machines: int = option(1, help="Machines in a multi-node run (see recipes/slurm/).")

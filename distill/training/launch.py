@@ -1,7 +1,9 @@
 """`distill train --num-gpus N`: run the same command under `accelerate launch`.
 
     distill train --recipe qwen-7b --num-gpus 8
-    -> accelerate launch --config_file recipes/accelerate/zero3.yaml --num_processes 8 -m distill train ...
+    -> accelerate launch --config_file recipes/accelerate/zero3.yaml --num_processes 8 --mixed_precision bf16
+       -m distill train ...
+    distill train --recipe qwen-7b --num-gpus 1 --accelerate-config zero3-offload   # ZeRO-Offload, one GPU
 
 Each process sees the distributed environment (WORLD_SIZE / LOCAL_RANK) and trains instead of
 relaunching. Multi-node: run the same command on every machine with --num-machines, --machine-rank
@@ -21,6 +23,8 @@ from distill.errors import UserError
 from distill.training.config import ACCELERATE_CONFIGS
 from distill.training.recipes import recipes_dir
 
+CONFIG_ENV = "DISTILL_ACCELERATE_CONFIG"  # tells the ranks which strategy launched them (for the manifest)
+
 
 def in_distributed_launch() -> bool:
     return "LOCAL_RANK" in os.environ or int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -31,7 +35,27 @@ def world_size() -> int:
 
 
 def should_relaunch(cfg) -> bool:
-    return cfg.num_gpus * cfg.num_machines > 1 and not in_distributed_launch()
+    """Several processes; or one GPU with a config that offloads to CPU (ZeRO-Offload fits a 7B on one GPU)."""
+    if in_distributed_launch():
+        return False
+    return cfg.num_gpus * cfg.num_machines > 1 or offloads(accelerate_config_path(cfg.accelerate_config))
+
+
+def offloads(config: Path) -> bool:
+    """Whether an accelerate config moves optimizer state or parameters to CPU/NVMe (DeepSpeed or FSDP)."""
+    import yaml
+
+    settings = yaml.safe_load(config.read_text()) or {}
+    deepspeed = settings.get("deepspeed_config") or {}
+    fsdp = settings.get("fsdp_config") or {}
+    devices = (deepspeed.get("offload_optimizer_device"), deepspeed.get("offload_param_device"))
+    return any(d not in (None, "none") for d in devices) or bool(fsdp.get("fsdp_offload_params"))
+
+
+def mixed_precision_flag(precision: str) -> str:
+    """accelerate's --mixed_precision for our precision: DeepSpeed refuses a config that disagrees with
+    the trainer's bf16/fp16 arguments, so the launch always says what the trainer will use."""
+    return {"bf16": "bf16", "fp16": "fp16"}.get(precision, "no")
 
 
 def accelerate_config_path(value: str) -> Path:
@@ -52,8 +76,11 @@ def launch_command(cfg, argv: list[str]) -> list[str]:
         if importlib.util.find_spec("deepspeed") is None:
             raise UserError(f"accelerate config {config.name} uses DeepSpeed, which is not installed: "
                             "pip install deepspeed (or pick --accelerate-config ddp / fsdp)")
+    from distill.training.model import resolve_precision
+
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
-               "--num_processes", str(cfg.num_gpus * cfg.num_machines), "--num_machines", str(cfg.num_machines)]
+               "--num_processes", str(cfg.num_gpus * cfg.num_machines), "--num_machines", str(cfg.num_machines),
+               "--mixed_precision", mixed_precision_flag(resolve_precision(cfg.precision))]
     if cfg.num_machines > 1:
         command += ["--machine_rank", str(cfg.machine_rank), "--main_process_ip", str(cfg.main_process_ip),
                     "--main_process_port", str(cfg.main_process_port), "--rdzv_backend", "c10d"]
@@ -65,8 +92,22 @@ def check_gpus(cfg) -> None:
 
     available = torch.cuda.device_count()
     if available < cfg.num_gpus:
-        raise UserError(f"--num-gpus {cfg.num_gpus} but this machine has {available} CUDA device(s): "
-                        f"use --num-gpus {max(available, 1)}")
+        hint = (f"use --num-gpus {available}" if available else
+                f"accelerate config {cfg.accelerate_config!r} needs CUDA GPUs; on CPU use --accelerate-config ddp "
+                "--num-gpus 1")
+        raise UserError(f"--num-gpus {cfg.num_gpus} but this machine has {available} CUDA device(s): {hint}")
+
+
+def distributed_summary(trainer) -> dict:
+    """How the run was spread over devices, for the manifest: type, processes, ZeRO stage and offload."""
+    state = trainer.accelerator.state
+    summary = {"type": getattr(state.distributed_type, "value", str(state.distributed_type)),
+               "processes": state.num_processes, "accelerate_config": os.environ.get(CONFIG_ENV)}
+    plugin = getattr(state, "deepspeed_plugin", None)
+    if plugin is not None:
+        summary.update(zero_stage=plugin.zero_stage, offload_optimizer=plugin.offload_optimizer_device or "none",
+                       offload_param=plugin.offload_param_device or "none")
+    return summary
 
 
 def relaunch(cfg, argv: list[str] | None = None) -> int:
@@ -74,7 +115,7 @@ def relaunch(cfg, argv: list[str] | None = None) -> int:
     check_gpus(cfg)
     command = launch_command(cfg, list(sys.argv[1:] if argv is None else argv))
     print("launching: " + " ".join(command), file=sys.stderr)
-    child = subprocess.Popen(command)
+    child = subprocess.Popen(command, env={**os.environ, CONFIG_ENV: cfg.accelerate_config})
 
     def forward(signum, frame):
         child.send_signal(signum)

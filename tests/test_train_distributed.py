@@ -1,0 +1,105 @@
+"""`distill train` under `accelerate launch` with DeepSpeed ZeRO-3 + CPU offload (the OpenThinker-7B strategy),
+run for real on CPU in one process: the launch command, the DeepSpeed config handshake, partitioned training
+and the gathered 16-bit save. Multi-process runs need GPUs (accelerate has no DeepSpeed-on-CPU backend)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+from fixtures_models import REPO, run_cli
+from test_train import BASE, make_filtered
+
+from distill import artifacts
+from distill.config import build
+from distill.errors import UserError
+from distill.training import launch
+from distill.training.config import TrainConfig
+from distill.training.recipes import load_recipe
+
+STEPS = 6
+FLAGS = ["--recipe", "smol-demo", "--dataset", "filt", "--eval-fraction", "0", "--max-steps", str(STEPS),
+         "--logging-steps", "1", "--report-to", "none", "--learning-rate", "1e-3", "--warmup-ratio", "0",
+         "--set", "lr_scheduler_type=constant", "--set", "per_device_train_batch_size=1", "--save-steps", "3"]
+
+
+def _losses(artifact):
+    history = json.loads((artifact.path / "trainer_state.json").read_text())["log_history"]
+    return [e["loss"] for e in history if "loss" in e]
+
+
+def _weights(directory):
+    from safetensors.torch import load_file
+
+    return load_file(str(next(directory.glob("*.safetensors"))))
+
+
+def test_zero3_offload_launch_trains_like_a_plain_run_and_saves_whole_weights(home, tiny_qwen2_dir):
+    make_filtered()
+    run_cli("train", *FLAGS, "--model", str(tiny_qwen2_dir), "--name", "plain", home=home, check=True)
+
+    argv = ["train", *FLAGS, "--model", str(tiny_qwen2_dir), "--name", "zero3", "--accelerate-config", "zero3-offload"]
+    cfg = build(TrainConfig, load_recipe("smol-demo"), {**BASE, "model": str(tiny_qwen2_dir),
+                                                        "accelerate_config": "zero3-offload"})
+    assert launch.should_relaunch(cfg)  # one device, but offloading: runs under accelerate
+    command = launch.launch_command(cfg, argv)
+    assert command[command.index("--mixed_precision") + 1] == "no"  # fp32 on CPU, as the trainer will use
+    env = {**os.environ, "DISTILL_HOME": str(home), launch.CONFIG_ENV: "zero3-offload"}
+    result = subprocess.run(command, env=env, cwd=str(REPO), capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert result.stdout.strip().splitlines()[-1] == "zero3@v0001"
+
+    plain, zero3 = artifacts.resolve("plain"), artifacts.resolve("zero3")
+    assert zero3.manifest["training"]["distributed"] == {
+        "type": "DEEPSPEED", "processes": 1, "accelerate_config": "zero3-offload", "zero_stage": 3,
+        "offload_optimizer": "cpu", "offload_param": "cpu"}
+    assert plain.manifest["training"]["distributed"]["type"] == "NO"
+    assert zero3.manifest["trainer_state"]["global_step"] == STEPS
+    # Same data, same order, same optimizer maths: the partitioned, offloaded run follows the plain one.
+    plain_losses, zero3_losses = _losses(plain), _losses(zero3)
+    assert len(zero3_losses) == len(plain_losses) == STEPS
+    assert zero3_losses[0] == pytest.approx(plain_losses[0], abs=1e-4)
+    assert zero3_losses == pytest.approx(plain_losses, rel=2e-3)
+    assert zero3_losses[-1] < zero3_losses[0] - 1
+    # ZeRO-3 keeps only shards on each rank; the artifact must hold the gathered, whole tensors.
+    before, after_plain, after_zero3 = (_weights(tiny_qwen2_dir), _weights(plain.model_path),
+                                        _weights(zero3.model_path))
+    assert set(after_zero3) == set(before)
+    for key, tensor in before.items():
+        assert after_zero3[key].shape == tensor.shape and not (after_zero3[key] == tensor).all(), key
+        assert (after_zero3[key] - after_plain[key]).abs().max() < 5e-3, key
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_pretrained(zero3.model_path)  # loads as a normal model
+
+
+def test_launch_passes_the_trainer_precision_to_accelerate(home, tiny_qwen2_dir):
+    make_filtered()
+    for precision, flag in (("bf16", "bf16"), ("fp16", "fp16"), ("fp32", "no")):
+        cfg = build(TrainConfig, load_recipe("smol-demo"), {**BASE, "model": str(tiny_qwen2_dir), "num_gpus": 8,
+                                                            "accelerate_config": "zero3", "precision": precision})
+        command = launch.launch_command(cfg, ["train"])
+        assert command[command.index("--mixed_precision") + 1] == flag
+        assert command[command.index("--num_processes") + 1] == "8"
+
+
+def test_which_configs_relaunch_a_single_gpu_run(tiny_qwen2_dir):
+    def single(config):
+        return build(TrainConfig, load_recipe("smol-demo"), {**BASE, "model": str(tiny_qwen2_dir),
+                                                             "accelerate_config": config})
+
+    assert [launch.should_relaunch(single(c)) for c in ("ddp", "zero2", "zero3", "zero3-offload", "fsdp")] == [
+        False, False, False, True, False]
+    assert launch.should_relaunch(build(TrainConfig, load_recipe("openthoughts-7b"), {"dataset": ["x"]}))
+
+
+def test_offloading_on_a_machine_without_gpus_is_a_user_error(home, tiny_qwen2_dir):
+    from distill import train
+
+    make_filtered()
+    cfg = build(TrainConfig, load_recipe("smol-demo"), {**BASE, "model": str(tiny_qwen2_dir),
+                                                        "accelerate_config": "zero3-offload"})
+    with pytest.raises(UserError, match="needs CUDA GPUs"):
+        train.run(cfg)

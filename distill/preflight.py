@@ -152,12 +152,9 @@ def check(est: Estimate, hw: Hardware) -> tuple[bool, str]:
 
 def uses_cpu_offload(accelerate_config: str | None) -> bool:
     """Whether a `distill train --accelerate-config` value (a shipped name or a YAML file) offloads to CPU."""
-    value = str(accelerate_config or "")
-    if value.endswith((".yaml", ".yml")) and os.path.isfile(value):
-        with open(value) as handle:
-            text = handle.read()
-        return "offload_optimizer_device: cpu" in text or "offload_param_device: cpu" in text
-    return "offload" in value
+    from distill.training.launch import accelerate_config_path, offloads
+
+    return offloads(accelerate_config_path(str(accelerate_config or "ddp")))
 
 
 def recipe_estimate(recipe: dict, num_gpus: int = 1, rows: int = REFERENCE_ROWS) -> Estimate:

@@ -29,6 +29,7 @@ def test_preflight_sizes_the_openthinker_recipe():
     est = preflight.recipe_estimate(load_recipe("openthoughts-7b"), num_gpus=8)
     assert est.model == "Qwen/Qwen2.5-7B-Instruct" and 7.6e9 < est.params < 7.63e9  # Qwen2.5-7B: 7.62B
     assert est.offload and est.seq_len == 16384 and est.h100_hours == pytest.approx(640)
+    assert not preflight.recipe_estimate(load_recipe("qwen-7b"), num_gpus=8).offload  # zero3: no offload
     assert 20 < est.gpu_gib < 40 and 130 < est.host_gib < 180
 
     ok, message = preflight.check(est, Hardware(gpus=[], host_gib=24))

@@ -192,6 +192,8 @@ def make_command(cls, run: Callable[[Any], Any], *, doc: str | None = None,
         "_yaml": (typing.Optional[str], typer.Option(None, f"--{yaml_flag}", help=yaml_help, show_default=False)),
         "_sets": (typing.Optional[list[str]], typer.Option(None, "--set", help="Override any config key: key=value "
                                                            "(repeatable).", show_default=False)),
+        "_print_config": (bool, typer.Option(False, "--print-config", help="Print the resolved config (recipe, "
+                                             "--set and flags applied, validated) as YAML and exit.")),
     }
     for name, (annotation, info) in extra.items():
         parameters.append(inspect.Parameter(name.lstrip("_") + "_arg", inspect.Parameter.KEYWORD_ONLY,
@@ -201,16 +203,23 @@ def make_command(cls, run: Callable[[Any], Any], *, doc: str | None = None,
     def command(**kwargs):
         yaml_value = kwargs.pop("_yaml_arg", None)
         sets = kwargs.pop("_sets_arg", None)
+        print_only = kwargs.pop("_print_config_arg", False)
         base: dict[str, Any] = {}
         if yaml_value:
             base = yaml_resolver(yaml_value) if yaml_resolver else load_yaml(yaml_value)
         flags = {k: v for k, v in kwargs.items() if v is not None and not (isinstance(v, (list, tuple)) and not v)}
         config = build(cls, base, parse_sets(sets), flags)
+        if print_only:
+            import yaml
+
+            print(yaml.safe_dump(to_dict(config), sort_keys=False, allow_unicode=True, width=1000), end="")
+            return None
         return run(config)
 
     # Typer reads the signature; rename the two extras so they cannot clash with fields.
-    params = [p.replace(name="_" + p.name) if p.name in ("yaml_arg", "sets_arg") else p for p in parameters]
-    annotations = {("_" + k if k in ("yaml_arg", "sets_arg") else k): v for k, v in annotations.items()}
+    renamed = ("yaml_arg", "sets_arg", "print_config_arg")
+    params = [p.replace(name="_" + p.name) if p.name in renamed else p for p in parameters]
+    annotations = {("_" + k if k in renamed else k): v for k, v in annotations.items()}
     command.__signature__ = inspect.Signature(params)
     command.__annotations__ = annotations
     command.__doc__ = doc or cls.__doc__

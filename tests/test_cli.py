@@ -114,3 +114,17 @@ class _Pep604:
 def test_pep604_optional_fields_are_typed():
     built = config.build(_Pep604, {"limit": "64", "names": "a,b"})
     assert built.limit == 64 and built.names == ["a", "b"]
+
+
+def test_print_config_shows_the_resolved_config_and_runs_nothing(home):
+    import yaml
+
+    result = run_cli("train", "--recipe", "smol-demo", "--dataset", "traces@v2", "--set", "learning_rate=3e-4",
+                     "--max-steps", "7", "--print-config", home=home)
+    assert result.returncode == 0, result.stderr
+    resolved = yaml.safe_load(result.stdout)
+    assert resolved["learning_rate"] == 3e-4 and resolved["max_steps"] == 7 and resolved["dataset"] == ["traces@v2"]
+    assert resolved["model"] == "bundled" and resolved["recipe"] == "smol-demo"
+    assert not home.exists()  # nothing ran, nothing was written
+    bad = run_cli("train", "--recipe", "smol-demo", "--dataset", "x", "--precision", "fp8", "--print-config", home=home)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: precision 'fp8' unknown")

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from fixtures_models import run_cli
 
 from distill import artifacts, preflight
 from distill.preflight import Hardware
@@ -150,3 +151,32 @@ def test_smoke_reproduction_end_to_end(tmp_path):
     assert "| OpenThinker-7B (published) | 31.3 | 83.0 | 42.4 |" in report
     assert "| DeepSeek-R1-Distill-Qwen-7B (published) | 60.0 | 88.2 | 46.9 |" in report
     assert "Evalchemy" in report and "43.3" in report  # names the source and the card version compared
+
+
+@pytest.mark.parametrize("verify", [False, True])
+def test_the_full_gpu_plan_resolves_to_valid_configs(tmp_path, verify):
+    """The commands a GPU node runs, checked here without GPUs: each parses and validates (--print-config)."""
+    import yaml
+
+    sys.path.insert(0, str(SCRIPT.parent))
+    import reproduce_openthoughts as script
+
+    plan = script.build_plan(smoke=False, verify=verify, num_gpus=8)
+    resolved = {}
+    for step in plan.steps:
+        result = run_cli(*step.args, "--print-config", home=tmp_path)
+        assert result.returncode == 0, f"{step.name}: {result.stderr[-2000:]}"
+        resolved[step.name] = yaml.safe_load(result.stdout)
+    train = resolved["train"]
+    assert train["model"] == "Qwen/Qwen2.5-7B-Instruct" and train["dataset"] == [plan.train_data]
+    assert (train["num_gpus"], train["accelerate_config"], train["precision"]) == (8, "zero3-offload", "bf16")
+    assert (train["learning_rate"], train["num_train_epochs"], train["max_length"], train["global_batch_size"]) == (
+        1e-5, 3, 16384, 96)
+    assert train["reformat_reasoning"] is False and train["eval_fraction"] == 0 and train["truncate"] is True
+    for name in ("eval math", "eval gpqa"):
+        evaluation = resolved[name]
+        assert evaluation["protocol"] == "evalchemy" and evaluation["tensor_parallel_size"] == 8
+        assert evaluation["model"] == f"{plan.model_name}@latest" and evaluation["system_prompt"] == ""
+    assert resolved["eval math"]["benchmark"] == ["aime24", "math500"]
+    if verify:
+        assert resolved["filter"]["keep_unverified"] is True

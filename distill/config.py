@@ -151,7 +151,7 @@ def help_of(cls, name: str) -> str:
 
 
 def make_command(cls, run: Callable[[Any], Any], *, doc: str | None = None,
-                 yaml_flag: str = "config", yaml_help: str = "YAML file of defaults for these options.",
+                 yaml_flag: str = "config-file", yaml_help: str = "YAML file of defaults for these options.",
                  yaml_resolver: Callable[[str], dict[str, Any]] | None = None,
                  positional: tuple[str, ...] = ()) -> Callable:
     """A Typer-ready function whose options mirror the dataclass fields.

@@ -143,6 +143,6 @@ def run(cfg: ImportConfig):
 
 
 command = config.make_command(
-    ImportConfig, run, positional=("source",), yaml_flag="options",
+    ImportConfig, run, positional=("source",), yaml_flag="config-file",
     doc="Import a published trace dataset (OpenThoughts-114k, R1-Distill-SFT, OpenR1-Math-220k, Mixture-of-Thoughts) "
         "as a versioned `imported` artifact in the schema filter/train read.")

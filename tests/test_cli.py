@@ -58,7 +58,7 @@ def test_make_command_builds_typer_options(tmp_path):
     app.command("other")(lambda: None)
     recipe = tmp_path / "r.yaml"
     recipe.write_text("steps: 20\n")
-    result = CliRunner().invoke(app, ["demo", "--config", str(recipe), "--rate", "0.25", "--flag",
+    result = CliRunner().invoke(app, ["demo", "--config-file", str(recipe), "--rate", "0.25", "--flag",
                                       "--columns", "a", "--columns", "b", "--set", "name=z"])
     assert result.exit_code == 0, result.output
     assert seen["cfg"] == _Demo(name="z", steps=20, rate=0.25, flag=True, columns=["a", "b"])

@@ -49,6 +49,8 @@ def load_input(spec: str, split: str | None = None, config: str | None = None, d
         fmt = FILE_FORMATS.get(path.suffix.lower())
         if fmt is None:
             raise UserError(f"unsupported input file {path}: use .jsonl, .json, .parquet or .csv")
+        if _has_no_rows(path, fmt):
+            raise UserError(f"input file {path} has no rows")
         try:
             data = datasets.load_dataset(fmt, data_files=str(path.absolute()), split="train")
         except Exception as exc:  # noqa: BLE001 - pyarrow/json errors vary
@@ -69,6 +71,19 @@ def load_input(spec: str, split: str | None = None, config: str | None = None, d
         # looks like a ref or a path, not a Hub id: let resolve() give the precise error
         artifacts.resolve(spec)
     return _load_hub(spec, split or default_split, config, revision)
+
+
+def _has_no_rows(path: Path, fmt: str) -> bool:
+    """An empty or blank text file, or a parquet file of zero rows (datasets fails on these obscurely)."""
+    if fmt == "parquet":
+        try:
+            import pyarrow.parquet as pq
+
+            return pq.ParquetFile(path).metadata.num_rows == 0
+        except Exception:  # noqa: BLE001 - not parquet: the loader says so
+            return False
+    with open(path, "rb") as handle:
+        return not any(line.strip() for line in handle)
 
 
 def _load_hub(repo_id: str, split: str, config: str | None, revision: str | None):

@@ -106,6 +106,16 @@ def test_bad_input_is_one_line_and_exit_2(home, tmp_path):
     assert result.returncode == 2 and "--skip 'spelling'" in result.stderr
     result = run_cli("filter", "--input", str(no_reference), "--tokenizer", str(tmp_path / "nowhere"), home=home)
     assert result.returncode == 2 and "tokenizer directory" in result.stderr
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "blank.jsonl").write_text("\n  \n")
+    pq.write_table(pa.table({"problem": pa.array([], pa.string())}), tmp_path / "zero.parquet")
+    for name in ("empty.jsonl", "blank.jsonl", "zero.parquet"):
+        result = run_cli("filter", "--input", str(tmp_path / name), home=home)
+        assert result.returncode == 2 and result.stderr == f"error: input file {tmp_path / name} has no rows\n"
     assert not (home / "data" / "filtered").exists() or not any((home / "data" / "filtered").iterdir())
 
 

@@ -239,7 +239,9 @@ def model_info(cfg: EvalConfig, path: str | None, checkpoint, engine_format: dic
     info: dict[str, Any] = {"spec": cfg.model, "path": path, "ref": checkpoint.ref if checkpoint else None,
                             "sha256": checkpoint.content_sha256 if checkpoint else None,
                             "base_model": checkpoint.manifest.get("base_model") if checkpoint else None,
-                            "chat_template_sha256": engine_format.get("chat_template_sha256")}
+                            "chat_template_sha256": engine_format.get("chat_template_sha256"), "engine": cfg.engine}
+    if cfg.engine == "openai":
+        info["base_url"] = cfg.base_url  # a served model: the server's name for it is the spec
     gen = Path(path) / "generation_config.json" if path else None
     if gen is not None and gen.is_file():
         info["generation_config_sha256"] = hashlib.sha256(gen.read_bytes()).hexdigest()

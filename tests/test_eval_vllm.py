@@ -84,3 +84,28 @@ def test_eval_checkpoint_with_the_session_engine(vllm_engine, bundled_model_dir,
     assert results["model"]["ref"] == ref
     assert set(results["benchmarks"]["eval_small"]["metrics"]) >= {"pass@1", "pass@2", "lenient_accuracy"}
     assert "| eval_small | 2 × 2 |" in capsys.readouterr().out
+
+
+def test_eval_through_an_openai_compatible_server_matches_the_in_process_engine(vllm_server, vllm_engine, home,
+                                                                                capsys):
+    """`--engine openai` against a real `vllm serve`: same prompts, same greedy text as the in-process engine."""
+    common = {"benchmark": [SMALL], "protocol": "greedy", "max_tokens": 24}
+    served = run(build(EvalConfig, {**common, "model": vllm_server.model, "engine": "openai",
+                                    "base_url": vllm_server.base_url, "name": "eval-served"}))
+    local = run(build(EvalConfig, {**common, "model": "bundled", "name": "eval-local"}), engine=vllm_engine)
+
+    served_artifact, local_artifact = artifacts.resolve(served, kind="eval"), artifacts.resolve(local, kind="eval")
+    served_rows = {r["id"]: r for r in served_artifact.load_dataset().to_list()}
+    local_rows = {r["id"]: r for r in local_artifact.load_dataset().to_list()}
+    assert sorted(served_rows) == sorted(local_rows) == ["add-1", "half-1", "mul-1", "sub-1"]
+    for key, row in served_rows.items():
+        assert row["prompt"] == local_rows[key]["prompt"]
+        assert 0 < row["completion_tokens"] <= 24 and row["finish_reason"] in ("stop", "length")
+    same = sum(row["completion"] == local_rows[key]["completion"] for key, row in served_rows.items())
+    assert same >= 3, [(r["completion"], local_rows[k]["completion"]) for k, r in served_rows.items()]
+    results = json.loads((served_artifact.path / "results.json").read_text())
+    assert results["model"]["spec"] == vllm_server.model and results["sampling"]["max_tokens"] == 24
+    assert results["model"]["engine"] == "openai" and results["model"]["base_url"] == vllm_server.base_url
+    metrics = results["benchmarks"]["eval_small"]["metrics"]
+    assert metrics["pass@1"]["mean"] == pytest.approx(sum(r["correct"] for r in served_rows.values()) / 4)
+    assert "| eval_small | 4 × 1 |" in capsys.readouterr().out

@@ -219,30 +219,33 @@ def resolve_checkpoint(spec: str | None):
         return None
 
 
-def loadable_model_dir(path: str, checkpoint) -> str:
-    """The folder the engine loads: a checkpoint's full model, or its merged/ weights for a LoRA run
-    (distill.training.layout decides, as for generate)."""
+def engine_model(cfg: EvalConfig, checkpoint) -> tuple[str | None, str | None, str | None]:
+    """(model the engine loads, LoRA adapter folder, chat template file): a checkpoint's full or merged
+    model, or its base + adapter (distill.training.layout decides, as for generate); else the --model spec."""
+    from distill.models import resolve_model
+
     if checkpoint is None:
-        return path
-    from distill.training.layout import inference_model
+        if cfg.engine == "openai" and cfg.model and not Path(cfg.model).expanduser().exists():
+            return cfg.model, None, None  # the name the server serves it under
+        return (resolve_model(cfg.model) if cfg.model else None), None, None
+    from distill.training.layout import engine_model as checkpoint_model
 
-    model_dir, adapter = inference_model(checkpoint.path)
-    if adapter is not None:
-        raise UserError(f"{checkpoint.ref} holds a LoRA adapter without merged weights: re-train with --merge "
-                        "to evaluate it")
-    return model_dir
+    return checkpoint_model(checkpoint)
 
 
-def model_info(cfg: EvalConfig, path: str | None, checkpoint, engine_format: dict[str, Any]) -> dict[str, Any]:
+def model_info(cfg: EvalConfig, path: str | None, checkpoint, engine_format: dict[str, Any],
+               adapter: str | None = None) -> dict[str, Any]:
     """What was scored: the checkpoint (ref + content hash), and the chat template and generation config
     (eos ids) the engine loaded from it, by sha256."""
     info: dict[str, Any] = {"spec": cfg.model, "path": path, "ref": checkpoint.ref if checkpoint else None,
                             "sha256": checkpoint.content_sha256 if checkpoint else None,
                             "base_model": checkpoint.manifest.get("base_model") if checkpoint else None,
                             "chat_template_sha256": engine_format.get("chat_template_sha256"), "engine": cfg.engine}
+    if adapter:
+        info["adapter"] = adapter  # LoRA attached by vLLM to the base model in `path`
     if cfg.engine == "openai":
         info["base_url"] = cfg.base_url  # a served model: the server's name for it is the spec
-    gen = Path(path) / "generation_config.json" if path else None
+    gen = Path(adapter or path) / "generation_config.json" if (adapter or path) else None
     if gen is not None and gen.is_file():
         info["generation_config_sha256"] = hashlib.sha256(gen.read_bytes()).hexdigest()
         info["generation_config"] = json.loads(gen.read_text())
@@ -280,7 +283,6 @@ def run(cfg: EvalConfig, engine=None) -> str | None:
         print(compare_table([results for _, results in loaded], [artifact.ref for artifact, _ in loaded]))
         return None
     from distill.benchmarks import load_benchmark, load_outputs
-    from distill.models import resolve_model
 
     benches = [load_benchmark(spec, problem_column=cfg.problem_column, answer_column=cfg.answer_column,
                               id_column=cfg.id_column, limit=cfg.limit) for spec in cfg.benchmark]
@@ -290,7 +292,10 @@ def run(cfg: EvalConfig, engine=None) -> str | None:
         raise UserError("gpqa-diamond must not be published (its authors ask that its questions stay off the web): "
                         "drop --push-to-hub or leave gpqa-diamond out of this eval")
     checkpoint = resolve_checkpoint(cfg.model)
-    path = resolve_model(cfg.model) if cfg.model else None
+    path, adapter, adapter_template = engine_model(cfg, checkpoint)
+    if adapter and cfg.engine != "vllm":
+        raise UserError(f"{checkpoint.ref} is a LoRA adapter: evaluate it with --engine vllm (which attaches it to "
+                        "the base), or serve it and pass the served name")
     outputs_source = None
     if cfg.outputs:
         rows, outputs_source, benches, sampling = load_outputs(
@@ -301,7 +306,6 @@ def run(cfg: EvalConfig, engine=None) -> str | None:
         conversation = (recorded_conversation(made_by)[0] if made_by is not None else None) or {}
         engine_format: dict[str, Any] = {}
     else:
-        path = loadable_model_dir(path, checkpoint)
         sampling = sampling_of(cfg)
         conversation = conversation_of(cfg, checkpoint)
     name = cfg.name or default_name(cfg, checkpoint, outputs_source)
@@ -312,13 +316,14 @@ def run(cfg: EvalConfig, engine=None) -> str | None:
             if cfg.pass_at and max(cfg.pass_at) > samples_for(cfg, bench):
                 raise UserError(f"--pass-at {max(cfg.pass_at)} needs that many samples per problem, but {bench.name} "
                                 f"gets n={samples_for(cfg, bench)}: raise --n")
-        rows, engine_format = generate(cfg, path, benches, sampling, conversation, engine)
+        rows, engine_format = generate(cfg, path, benches, sampling, conversation, engine, adapter, adapter_template)
     records = grade_rows(rows, cfg.num_proc)
-    return save(cfg, name, records, benches, checkpoint, path, sampling, conversation, engine_format, outputs_source)
+    return save(cfg, name, records, benches, checkpoint, path, sampling, conversation, engine_format, outputs_source,
+                adapter)
 
 
 def generate(cfg: EvalConfig, path: str, benches, sampling: dict[str, Any], conversation: dict[str, Any],
-             engine=None):
+             engine=None, adapter: str | None = None, chat_template: str | None = None):
     """Sample every benchmark's problems in one engine session; returns (rows, engine conversation format).
     ``engine``: an open engine to use (and leave open) instead of starting one from ``cfg``."""
     from distill.engines import EngineConfig, Request, SamplingConfig, make_engine
@@ -338,7 +343,8 @@ def generate(cfg: EvalConfig, path: str, benches, sampling: dict[str, Any], conv
                               max_model_len=cfg.max_model_len, gpu_memory_utilization=cfg.gpu_memory_utilization,
                               dtype=cfg.dtype, seed=cfg.seed, enforce_eager=cfg.enforce_eager, base_url=cfg.base_url,
                               api_key_env=cfg.api_key_env, max_concurrency=cfg.max_concurrency,
-                              system_prompt=conversation["system_prompt"])
+                              system_prompt=conversation["system_prompt"], adapter=adapter,
+                              chat_template=chat_template)
     params = SamplingConfig(n=max(r.n for r in requests), temperature=sampling["temperature"],
                             top_p=sampling["top_p"], max_tokens=sampling["max_tokens"], seed=cfg.seed)
     print(f"generating {total} samples for {len(requests)} problems with {cfg.model} ({cfg.engine})", file=sys.stderr)
@@ -386,7 +392,8 @@ def grade_rows(rows: list[dict[str, Any]], num_proc: int | None) -> list[dict[st
     return rows
 
 
-def save(cfg, name, records, benches, checkpoint, path, sampling, conversation, engine_format, outputs_source):
+def save(cfg, name, records, benches, checkpoint, path, sampling, conversation, engine_format, outputs_source,
+         adapter=None):
     import datasets
 
     from distill import hub
@@ -405,7 +412,7 @@ def save(cfg, name, records, benches, checkpoint, path, sampling, conversation, 
         effective = conversation.get("system_prompt")
         conversation_record["effective_system_prompt"] = effective if effective is not None else engine_format.get(
             "system_prompt")
-    results = {"schema_version": SCHEMA_VERSION, "model": model_info(cfg, path, checkpoint, engine_format),
+    results = {"schema_version": SCHEMA_VERSION, "model": model_info(cfg, path, checkpoint, engine_format, adapter),
                "sampling": sampling, "conversation": conversation_record, "benchmarks": summary,
                "error_bars": STDERR_NOTE}
     parents = [a for a in [checkpoint, outputs_source.artifact if outputs_source else None,

@@ -212,6 +212,8 @@ class Teacher:
     model: str  # what the engine loads (a path or Hub id) or, for servers, the served model name
     info: dict[str, Any]
     checkpoint: Any = None  # the checkpoint Artifact the teacher comes from, if any
+    adapter: str | None = None  # a LoRA checkpoint's adapter folder (vLLM attaches it to `model`, the base)
+    chat_template: str | None = None  # the adapter's trained chat template file, when the base has another
 
 
 def resolve_teacher(cfg: GenerateConfig) -> Teacher:
@@ -225,14 +227,14 @@ def resolve_teacher(cfg: GenerateConfig) -> Teacher:
         except UserError:
             if "@" in spec:
                 raise
+    adapter = template = None
     if checkpoint is not None:
-        from distill.training.layout import describe
+        from distill.training.layout import engine_model
 
-        folder = describe(checkpoint.path).inference_dir
-        if folder is None:
-            raise UserError(f"{checkpoint.ref} is a LoRA adapter without merged weights: re-train with --merge "
-                            "to generate with it")
-        model = str(folder)
+        model, adapter, template = engine_model(checkpoint)
+        if adapter and cfg.engine != "vllm":
+            raise UserError(f"{checkpoint.ref} is a LoRA adapter: generate with --engine vllm (which attaches it "
+                            "to the base), or serve it and pass the served name")
     elif cfg.engine == "openai" and spec not in ("bundled", models.BUNDLED_NAME) and not Path(spec).exists():
         model = spec  # a served model name (deepseek-reasoner) or Hub id the server loaded
     else:
@@ -240,7 +242,9 @@ def resolve_teacher(cfg: GenerateConfig) -> Teacher:
     info = {"spec": spec, "model": model, "engine": cfg.engine,
             "checkpoint": checkpoint.ref if checkpoint else None,
             "checkpoint_sha256": checkpoint.content_sha256 if checkpoint else None}
-    return Teacher(model=model, info=info, checkpoint=checkpoint)
+    if adapter:
+        info["adapter"] = adapter
+    return Teacher(model=model, info=info, checkpoint=checkpoint, adapter=adapter, chat_template=template)
 
 
 def config_hash(cfg: GenerateConfig, source_info: dict, teacher: Teacher, few_shot) -> str:

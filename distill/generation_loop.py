@@ -45,8 +45,9 @@ def generate_missing(ctx: dict[str, Any], missing_by_prompt: dict[int, list[int]
         max_model_len=cfg.max_model_len, gpu_memory_utilization=cfg.gpu_memory_utilization, dtype=cfg.dtype,
         seed=seed, enforce_eager=cfg.enforce_eager, base_url=cfg.base_url, api_key_env=cfg.api_key_env,
         max_concurrency=cfg.max_concurrency, request_timeout_s=cfg.request_timeout_s, max_retries=cfg.max_retries,
-        chat_template=cfg.chat_template, system_prompt=explicit_system_prompt(cfg, ctx["few_shot"]),
-        max_num_seqs=cfg.max_num_seqs, tokenizer=cfg.tokenizer)
+        chat_template=cfg.chat_template or ctx["teacher"].chat_template,
+        system_prompt=explicit_system_prompt(cfg, ctx["few_shot"]), max_num_seqs=cfg.max_num_seqs,
+        tokenizer=cfg.tokenizer, adapter=ctx["teacher"].adapter)
     started = time.monotonic()
     own = ctx.get("engine") is None
     engine = make_engine(engine_cfg) if own else ctx["engine"]  # errors here leave nothing on disk

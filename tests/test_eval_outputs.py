@@ -169,14 +169,19 @@ def test_bad_options_are_one_line_errors(home, values, message):
     assert not (home / "evals").exists()
 
 
-def test_lora_checkpoint_without_merged_weights_is_refused(home):
+def test_lora_checkpoints_vllm_cannot_attach_are_refused(home, bundled_model_dir):
     from distill.config import build
     from distill.errors import UserError
     from distill.evaluate import EvalConfig, run
 
     with artifacts.create("sft-lora", "checkpoint") as writer:
         writer.model_path.mkdir()
-        (writer.model_path / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "org/base"}))
-    cfg = build(EvalConfig, {"model": "sft-lora@v1", "benchmark": [str(DATA / "eval_small.jsonl")]})
-    with pytest.raises(UserError, match="sft-lora@v0001 (holds|is) a LoRA adapter without merged weights"):
-        run(cfg)
+        (writer.model_path / "adapter_config.json").write_text(json.dumps(
+            {"base_model_name_or_path": str(bundled_model_dir), "r": 8, "modules_to_save": ["embed_tokens"]}))
+    bench = [str(DATA / "eval_small.jsonl")]
+    with pytest.raises(UserError, match=r"trains \['embed_tokens'\] in full, which vLLM cannot attach"):
+        run(build(EvalConfig, {"model": "sft-lora@v1", "benchmark": bench}))
+    with pytest.raises(UserError, match="sft-lora@v0001 is a LoRA adapter: evaluate it with --engine vllm"):
+        run(build(EvalConfig, {"model": "sft-lora@v1", "benchmark": bench, "engine": "openai",
+                               "base_url": "http://127.0.0.1:9/v1"}))
+    assert not (home / "evals").exists()

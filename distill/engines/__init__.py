@@ -77,6 +77,7 @@ class EngineConfig:
     max_num_seqs: int | None = None  # vllm: sequences per batch (engine default when None)
     tokenizer: str | None = None  # openai: local dir / Hub id of the served model's tokenizer (template, counts)
     retry_backoff_s: float = 1.0  # openai: first backoff delay, doubled per retry (capped at 60 s)
+    adapter: str | None = None  # vllm: a LoRA adapter folder applied to every request on top of `model`
 
 
 def make_engine(cfg: EngineConfig) -> Engine:

@@ -41,6 +41,9 @@ class OpenAIEngine:
 
         if not cfg.base_url:
             raise UserError("--engine openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
+        if cfg.adapter:
+            raise UserError("a LoRA adapter cannot be attached through --engine openai: serve the base with "
+                            "`--enable-lora --lora-modules NAME=ADAPTER_DIR` and pass --model NAME, or use --engine vllm")
         self.cfg = cfg
         self.base_url = cfg.base_url.rstrip("/")
         self._client = OpenAI(base_url=self.base_url, api_key=_api_key(cfg.api_key_env), max_retries=0,

@@ -35,6 +35,33 @@ class SeedExtension:
         set_random_seed(seed)
 
 
+# The LoRA ranks vLLM can allocate (vllm.config.lora.MaxLoRARanks).
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def lora_options(adapter: str) -> dict[str, Any]:
+    """LLM(...) options to serve one peft LoRA adapter: its rank rounded up to one vLLM allocates, and its
+    generation_config.json (the stop ids it was trained to end with) when the adapter folder has one."""
+    import json
+    from pathlib import Path
+
+    config_file = Path(adapter) / "adapter_config.json"
+    if not config_file.is_file():
+        raise UserError(f"{adapter} is not a LoRA adapter folder (no adapter_config.json)")
+    config = json.loads(config_file.read_text())
+    if config.get("modules_to_save"):
+        raise UserError(f"adapter {adapter} also trains {config['modules_to_save']} in full, which vLLM cannot attach "
+                        "as LoRA: train with --merge and use the merged model")
+    rank = max([int(config.get("r") or 8), *map(int, (config.get("rank_pattern") or {}).values())])
+    if rank > LORA_RANKS[-1]:
+        raise UserError(f"adapter rank {rank} is above vLLM's largest ({LORA_RANKS[-1]}): use the merged model")
+    options: dict[str, Any] = {"enable_lora": True, "max_loras": 1,
+                               "max_lora_rank": next(r for r in LORA_RANKS if r >= rank)}
+    if (Path(adapter) / "generation_config.json").is_file():
+        options["generation_config"] = adapter
+    return options
+
+
 class VllmEngine:
     """``make_engine(EngineConfig(engine="vllm", model=DIR_OR_HUB_ID, ...))``."""
 
@@ -57,6 +84,12 @@ class VllmEngine:
         for key in ("max_model_len", "gpu_memory_utilization", "max_num_seqs"):
             if getattr(cfg, key) is not None:
                 kwargs[key] = getattr(cfg, key)
+        self._lora = None
+        if cfg.adapter:
+            kwargs.update(lora_options(cfg.adapter))
+            from vllm.lora.request import LoRARequest
+
+            self._lora = LoRARequest("adapter", 1, cfg.adapter)
         from distill.engines import reaper
 
         before = reaper.children()
@@ -128,7 +161,7 @@ class VllmEngine:
                     params = SamplingParams(n=1, temperature=sampling.temperature, top_p=sampling.top_p,
                                             max_tokens=min(sampling.max_tokens, budget))
                     request_id = f"s{next(self._ids)}"
-                    engine.add_request(request_id, self._engine_input(ids), params)
+                    engine.add_request(request_id, self._engine_input(ids), params, lora_request=self._lora)
                     inflight[request_id] = (key, index, len(ids))
                 if held:
                     held = self._hold_scheduler(False)

@@ -58,3 +58,22 @@ def inference_model(version_dir: str | Path) -> tuple[str, str | None]:
     if not layout.base_model:
         raise UserError(f"{layout.model_dir} is a LoRA adapter without base_model_name_or_path")
     return layout.base_model, str(layout.model_dir)
+
+
+def engine_model(artifact) -> tuple[str, str | None, str | None]:
+    """(model to load, LoRA adapter folder or None, chat template file or None) for a checkpoint artifact.
+
+    Full models and merged adapters load as they are. An unmerged adapter loads on its base model, named
+    by the manifest's student spec (portable: ``bundled``, a Hub id) before the adapter's recorded path;
+    the adapter's folder holds the chat template it was trained with, which the base may not have."""
+    from distill import models
+
+    layout = describe(artifact.path)
+    if layout.inference_dir is not None:
+        return str(layout.inference_dir), None, None
+    student = (artifact.manifest.get("student") or {}).get("spec")
+    base = student or layout.base_model
+    if not base:
+        raise UserError(f"{layout.model_dir} is a LoRA adapter without base_model_name_or_path")
+    template = layout.model_dir / "chat_template.jinja"
+    return models.resolve_model(base), str(layout.model_dir), str(template) if template.is_file() else None

@@ -5,8 +5,9 @@
     print(compare_table([results_a, results_b], ["eval-base@v1", "eval-sft@v1"]))   # paired deltas
 
 A record is one graded sample: ``benchmark, id, n?, correct, lenient, well_formed, finish_reason,
-completion_tokens``. Every metric is a mean over problems of a per-problem value, with the clustered
-standard error of `distill.metrics`; pass@k uses the unbiased estimator on each problem's (n, c).
+completion_tokens, predicted?, domain?``. Every metric is a mean over problems of a per-problem value, with
+the clustered standard error of `distill.metrics`; pass@k uses the unbiased estimator on each problem's
+(n, c); maj@n (DeepSeek-R1's cons@n) scores the answer most of a problem's n samples give.
 """
 
 from __future__ import annotations
@@ -47,6 +48,26 @@ _FLAGS = {
 }
 
 
+def majority_correct(votes: list[tuple[int, str | None, bool]]) -> int | None:
+    """Majority voting over one problem's samples ``(sample_index, predicted answer, correct)``: 1 when the
+    most frequent answer is right. All correct answers are one answer (each equals the reference, so each
+    other: "1/2" and "0.5" vote together); wrong ones group by normalized text; samples without an answer
+    do not vote; a tie goes to the answer given first. 0 when no sample gave an answer."""
+    from distill.verifiers.math import normalize_text
+
+    tally: dict[str, list[int]] = {}  # answer -> [votes, first sample index]
+    for index, predicted, correct in sorted(votes, key=lambda v: v[0]):
+        if predicted is None or not str(predicted).strip():
+            continue
+        key = "\x00correct" if correct else normalize_text(str(predicted))
+        entry = tally.setdefault(key, [0, index])
+        entry[0] += 1
+    if not tally:
+        return 0
+    winner = max(tally.items(), key=lambda item: (item[1][0], -item[1][1]))[0]
+    return int(winner == "\x00correct")
+
+
 def per_problem(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
     """``{benchmark: {problem id: counts}}``: n samples, and how many were correct, lenient-correct,
     well_formed, stopped, truncated, unverified (None when unknown for all of them: no finish reason in an
@@ -56,7 +77,12 @@ def per_problem(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, dic
         bench, key = str(record["benchmark"]), str(record["id"])
         counts = grouped[bench].get(key)
         if counts is None:
-            counts = grouped[bench][key] = {"n": 0, **{flag: 0 for flag in _FLAGS}, "_known": set(), "_tokens": []}
+            counts = grouped[bench][key] = {"n": 0, **{flag: 0 for flag in _FLAGS}, "_known": set(), "_tokens": [],
+                                            "_votes": []}
+        if record.get("domain") != "code" and "predicted" in record and record.get("correct") is not None:
+            index = record.get("sample_index")
+            counts["_votes"].append((counts["n"] if index is None else int(index), record["predicted"],
+                                     bool(record["correct"])))
         counts["n"] += 1
         for flag, read in _FLAGS.items():
             value = read(record)
@@ -73,6 +99,8 @@ def per_problem(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, dic
                     counts[flag] = None
             tokens = counts.pop("_tokens")
             counts[TOKENS] = sum(tokens) / len(tokens) if tokens else None
+            votes = counts.pop("_votes")
+            counts["majority"] = majority_correct(votes) if votes else None
     return dict(grouped)
 
 
@@ -87,9 +115,18 @@ def problem_value(counts: Mapping[str, Any], metric: str) -> float | None:
         k = int(metric[5:])
         n = int(counts.get("n") or 0)
         return pass_at_k(n, int(counts["correct"] or 0), k) if n >= k else None
+    if metric.startswith("maj@"):
+        return counts.get("majority") if int(counts.get("n") or 0) == int(metric[4:]) else None
     if metric == TOKENS:
         return counts.get(TOKENS)
     return _rate(counts, metric)
+
+
+def sample_metric_names(metrics: Iterable[str]) -> list[str]:
+    """The pass@k and maj@n metrics among ``metrics``, in table order (pass@ by k, then maj@)."""
+    names = set(metrics)
+    ordered = sorted((m for m in names if m.startswith("pass@")), key=lambda m: int(m[5:]))
+    return ordered + sorted((m for m in names if m.startswith("maj@")), key=lambda m: int(m[4:]))
 
 
 def default_ks(n: int) -> list[int]:
@@ -99,12 +136,14 @@ def default_ks(n: int) -> list[int]:
 
 def metrics_for(problems: Mapping[str, Mapping[str, Any]], ks: Iterable[int]) -> dict[str, Estimate]:
     """Metric name -> Estimate over the problems of one benchmark."""
-    names = [f"pass@{k}" for k in sorted(set(ks))] + list(RATES) + [TOKENS]
+    most = max((int(c.get("n") or 0) for c in problems.values()), default=0)
+    votes = [f"maj@{most}"] if most > 1 else []  # one sample is no vote
+    names = [f"pass@{k}" for k in sorted(set(ks))] + votes + list(RATES) + [TOKENS]
     out: dict[str, Estimate] = {}
     for name in names:
         values = [problem_value(counts, name) for counts in problems.values()]
-        if name.startswith("pass@") and all(v is None for v in values):
-            continue  # no problem has k samples
+        if name.startswith(("pass@", "maj@")) and all(v is None for v in values):
+            continue  # no problem has k samples (or, for maj@, no answer to vote on: code)
         out[name] = estimate(values, low=None, high=None) if name == TOKENS else estimate(values)
     return out
 
@@ -169,8 +208,7 @@ def _metric_label(name: str) -> str:
 def results_table(results: Mapping[str, Any]) -> str:
     """One eval as a markdown table: a row per benchmark, percent with 95% intervals."""
     benchmarks = results.get("benchmarks") or {}
-    pass_names = sorted({m for b in benchmarks.values() for m in b["metrics"] if m.startswith("pass@")},
-                        key=lambda m: int(m[5:]))
+    pass_names = sample_metric_names(m for b in benchmarks.values() for m in b["metrics"])
     columns = pass_names + list(RATES) + [TOKENS]
     header = ["benchmark", "problems × n"] + [_metric_label(c) + (" %" if c != TOKENS else "") for c in columns]
     rows = []
@@ -220,8 +258,7 @@ def compare_table(runs: list[Mapping[str, Any]], labels: list[str]) -> str:
     for bench in bench_names:
         entries = [(run.get("benchmarks") or {}).get(bench) for run in runs]
         present = [e for e in entries if e]
-        pass_names = sorted(set.intersection(*[{m for m in e["metrics"] if m.startswith("pass@")} for e in present]),
-                            key=lambda m: int(m[5:]))
+        pass_names = sample_metric_names(set.intersection(*[set(e["metrics"]) for e in present]))
         for metric in pass_names + list(RATES) + [TOKENS]:
             percent = metric != TOKENS
             digits = 1 if percent else 0

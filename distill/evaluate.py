@@ -7,10 +7,11 @@
     distill eval --compare eval-smollm2-135m-instruct eval-sft-smol   # side-by-side markdown, paired deltas
 
 Each run writes an `eval` artifact (HOME/evals/NAME/vNNNN: the evaluated checkpoint is its parent) with
-every sample in `dataset/` (completion, verdict, lenient verdict, finish reason, tokens) and `results.json`:
-per benchmark pass@1 averaged over n samples, pass@k (unbiased estimator), a lenient accuracy (the last
-number of the reply equals the reference, whatever the format), the share of well-formed `<think>`
-answers, the share that stop on the end token, the truncated share and the mean completion tokens, each
+every sample in `dataset/` (completion, verdict, lenient verdict, finish reason, tokens) and
+`results.json`: per benchmark pass@1 averaged over n samples, pass@k (unbiased estimator), maj@n
+(majority vote over the n samples, R1's cons@n), a lenient accuracy (the last number of the reply equals
+the reference, whatever the format), the share of well-formed `<think>` answers, the share that stop on
+the end token, the truncated share and the mean completion tokens, each
 with its standard error and 95% interval (clustered over problems; see distill/metrics.py).
 
 Protocols (explicit --n/--temperature/--top-p/--max-tokens override them):

@@ -7,7 +7,7 @@ import pytest
 from fixtures_models import run_cli
 
 from distill import artifacts
-from distill.eval_report import compare_table, per_problem, results_table, summarize
+from distill.eval_report import compare_table, majority_correct, per_problem, results_table, summarize
 
 
 def _records(bench, outcomes, finish="stop", tokens=10):
@@ -49,6 +49,40 @@ def test_unknown_fields_are_not_counted_as_failures():
     assert counts["lenient"] is None and counts["stopped"] is None and counts["completion_tokens"] is None
     metrics = summarize(records)["b"]["metrics"]
     assert metrics["pass@1"]["mean"] == 1.0 and metrics["stopped"]["mean"] is None
+
+
+def test_majority_vote_counts_equivalent_correct_answers_as_one():
+    # 2 of 5 say "12" (wrong), 3 are right in three spellings: the right answer wins 3 to 2
+    assert majority_correct([(0, "12", False), (1, "1/2", True), (2, "12", False), (3, "0.5", True),
+                             (4, "\\frac{1}{2}", True)]) == 1
+    # the wrong answer in two spellings ("12", "$12$") outvotes two right ones
+    assert majority_correct([(0, "12", False), (1, "$12$", False), (2, "12.", False), (3, "1/2", True),
+                             (4, "0.5", True)]) == 0
+    # a tie goes to the answer given first (by sample index, whatever the record order); no answer: no vote
+    assert majority_correct([(1, "7", False), (0, "3", True), (2, None, False)]) == 1
+    assert majority_correct([(0, "7", False), (1, "3", True)]) == 0
+    assert majority_correct([(0, None, False), (1, " ", False)]) == 0
+
+
+def test_maj_at_n_in_summaries_and_tables():
+    def graded(pid, answers, gold):
+        return [{"benchmark": "toy", "id": pid, "sample_index": i, "predicted": a, "correct": a == gold,
+                 "domain": "math", "finish_reason": "stop", "status": "correct" if a == gold else "incorrect"}
+                for i, a in enumerate(answers)]
+
+    records = (graded("p1", ["4", "5", "4", "4"], "4") + graded("p2", ["9", "9", "8", "9"], "8")
+               + graded("p3", ["1", None, None, None], "1") + graded("p4", [None] * 4, "2"))
+    summary = summarize(records)["toy"]
+    assert [summary["per_problem"][p]["majority"] for p in ("p1", "p2", "p3", "p4")] == [1, 0, 1, 0]
+    metrics = summary["metrics"]
+    # p4 never answered: no vote, so it counts as a miss, not as unknown
+    assert metrics["maj@4"]["mean"] == pytest.approx(2 / 4)
+    assert metrics["pass@1"]["mean"] == pytest.approx((3 / 4 + 1 / 4 + 1 / 4 + 0) / 4)
+    assert "| pass@1 % | pass@4 % | maj@4 % |" in results_table({"benchmarks": {"toy": summary}})
+    single = summarize(graded("p1", ["4"], "4"))["toy"]["metrics"]
+    assert not any(m.startswith("maj@") for m in single)  # one sample is no vote
+    code = [{**r, "domain": "code"} for r in records]
+    assert not any(m.startswith("maj@") for m in summarize(code)["toy"]["metrics"])
 
 
 def test_results_table_shows_intervals():

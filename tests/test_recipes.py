@@ -92,3 +92,20 @@ def test_unknown_recipe_lists_the_recipes(tmp_path):
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("error: unknown recipe 'qwen-9000'") and "qwen-7b" in line and "smol-demo" in line
     assert "Traceback" not in result.stderr and not (tmp_path / "home").exists()
+
+
+def test_a_wheel_ships_the_recipes_and_templates(tmp_path):
+    """`pip install distill` (no checkout) must still find --recipe qwen-7b and the accelerate configs."""
+    import subprocess
+    import sys
+    import zipfile
+
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                            str(tmp_path), str(REPO)], capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stderr[-2000:]
+    names = set(zipfile.ZipFile(next(tmp_path.glob("distill-*.whl"))).namelist())
+    package = REPO / "distill"
+    shipped = [p for folder in ("recipes", "templates") for p in (package / folder).rglob("*") if p.is_file()]
+    assert len(shipped) > 15
+    assert {str(p.relative_to(REPO)) for p in shipped} <= names
+    assert "distill/recipes/accelerate/zero3-offload.yaml" in names and "distill/recipes/qwen-7b.yaml" in names

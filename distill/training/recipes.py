@@ -5,7 +5,8 @@
 
 A recipe is a mapping of `TrainConfig` keys. `extends: NAME` (default `base`) names the recipe it
 overrides; chains are followed and cycles refused. The recipes folder is `$DISTILL_RECIPES`, else the
-`recipes/` folder of this checkout.
+one shipped inside the package (`distill/recipes/`, which `recipes/` at the repository root links to),
+so a wheel install has them too.
 """
 
 from __future__ import annotations
@@ -18,15 +19,13 @@ from distill.config import load_yaml
 from distill.errors import UserError
 
 BASE = "base"
-_REPO_RECIPES = Path(__file__).resolve().parent.parent.parent / "recipes"
+_SHIPPED_RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 
 
 def recipes_dir() -> Path:
     if os.environ.get("DISTILL_RECIPES"):
         return Path(os.environ["DISTILL_RECIPES"]).expanduser()
-    if _REPO_RECIPES.is_dir():
-        return _REPO_RECIPES
-    return Path.cwd() / "recipes"
+    return _SHIPPED_RECIPES
 
 
 def list_recipes() -> list[str]:

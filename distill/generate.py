@@ -292,7 +292,8 @@ def run(cfg: GenerateConfig, engine=None):
     local = Path(cfg.dataset).expanduser()
     if local.is_file() and local.stat().st_size == 0:
         raise UserError(f"dataset {cfg.dataset} is empty: nothing to generate")
-    data, source = load_input(cfg.dataset, split=cfg.split, config=cfg.dataset_config, revision=cfg.revision)
+    data, source = load_input(cfg.dataset, split=cfg.split, config=cfg.dataset_config, revision=cfg.revision,
+                              limit=cfg.limit)
     prompts = build_prompts(data, cfg, few_shot)
     chash = config_hash(cfg, source.info, teacher, few_shot)
     store = PartialStore(artifacts.home() / artifacts.KIND_DIRS["traces"] / cfg.name / f".partial-{chash}")

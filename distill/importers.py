@@ -109,8 +109,8 @@ def run(cfg: ImportConfig):
         [spec.slug, config_name] + ([split] if split != config_spec.splits[0] else [])
         + (["native"] if cfg.format == "native" else [])))
     artifacts.check_name_kind(name, "imported")
-    raw, info = load_raw(spec, config_name, config_spec, split, cfg.revision, cfg.data_files)
-    published_rows = len(raw)
+    raw, info = load_raw(spec, config_name, config_spec, split, cfg.revision, cfg.data_files, cfg.limit)
+    published_rows = None if info.get("streamed_rows") is not None else len(raw)  # streamed: unknown
     if cfg.limit:
         raw = raw.select(range(min(cfg.limit, len(raw))))
     ctx = Context(config=config_name, format=cfg.format, dataset=spec.hub_id)

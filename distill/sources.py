@@ -36,8 +36,11 @@ def file_sha256(path: Path) -> str:
 
 
 def load_input(spec: str, split: str | None = None, config: str | None = None, default_split: str = "train",
-               revision: str | None = None):
-    """Return ``(datasets.Dataset, Source)`` for an artifact ref, a local file or a Hub id."""
+               revision: str | None = None, limit: int | None = None):
+    """Return ``(datasets.Dataset, Source)`` for an artifact ref, a local file or a Hub id.
+
+    ``limit``: the caller wants only the first rows. A Hub dataset is then streamed and only those rows
+    are read (not the whole split downloaded); local files and artifacts are read whole, callers select."""
     import datasets
 
     if not spec:
@@ -70,7 +73,7 @@ def load_input(spec: str, split: str | None = None, config: str | None = None, d
     if "@" in spec or path.exists() or spec.startswith((".", "/", "~")) or spec.count("/") != 1:
         # looks like a ref or a path, not a Hub id: let resolve() give the precise error
         artifacts.resolve(spec)
-    return _load_hub(spec, split or default_split, config, revision)
+    return _load_hub(spec, split or default_split, config, revision, limit)
 
 
 def _has_no_rows(path: Path, fmt: str) -> bool:
@@ -86,11 +89,14 @@ def _has_no_rows(path: Path, fmt: str) -> bool:
         return not any(line.strip() for line in handle)
 
 
-def _load_hub(repo_id: str, split: str, config: str | None, revision: str | None):
+def _load_hub(repo_id: str, split: str, config: str | None, revision: str | None, limit: int | None = None):
     import datasets
 
     try:
-        data = datasets.load_dataset(repo_id, config, split=split, revision=revision)
+        if limit:
+            data = _first_rows(repo_id, config, split, revision, limit)
+        else:
+            data = datasets.load_dataset(repo_id, config, split=split, revision=revision)
     except Exception as exc:  # noqa: BLE001 - offline / not found / gated errors vary
         raise UserError(f"cannot load Hub dataset {repo_id!r} (config {config}, split {split}): "
                         f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}") from None
@@ -101,8 +107,22 @@ def _load_hub(repo_id: str, split: str, config: str | None, revision: str | None
         resolved_revision = HfApi().dataset_info(repo_id, revision=revision).sha
     except Exception:  # noqa: BLE001 - offline: keep the requested revision
         pass
-    return data, Source(info={"type": "hub", "id": repo_id, "config": config, "split": split,
-                              "revision": resolved_revision})
+    info = {"type": "hub", "id": repo_id, "config": config, "split": split, "revision": resolved_revision}
+    if limit:
+        info["streamed_rows"] = len(data)  # the first rows of the split, read by streaming
+    return data, Source(info=info)
+
+
+def _first_rows(repo_id: str, config: str | None, split: str, revision: str | None, limit: int):
+    """The first ``limit`` rows of a split, streamed: only the data files that hold them are read."""
+    import itertools
+
+    import datasets
+
+    stream = datasets.load_dataset(repo_id, config, split=split, revision=revision, streaming=True)
+    rows = list(itertools.islice(iter(stream), limit))
+    features = stream.features
+    return datasets.Dataset.from_list(rows, features=features) if features else datasets.Dataset.from_list(rows)
 
 
 def require_columns(data, columns: dict[str, str | None], what: str = "input") -> None:

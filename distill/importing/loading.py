@@ -18,7 +18,7 @@ from distill.sources import FILE_FORMATS, file_sha256, load_input
 
 
 def load_raw(spec: SourceSpec, config: str, config_spec: ConfigSpec, split: str, revision: str | None,
-             data_files: str | None):
+             data_files: str | None, limit: int | None = None):
     """(published rows as a ``datasets.Dataset``, provenance for the manifest)."""
     if data_files:
         files = local_files(data_files, config_spec.directory, split)
@@ -26,7 +26,7 @@ def load_raw(spec: SourceSpec, config: str, config_spec: ConfigSpec, split: str,
         return data, {"type": "local", "hub_id": spec.hub_id, "config": config, "split": split,
                       "revision": revision, "files": [str(f) for f in files],
                       "sha256": _files_digest(files)}
-    data, source = load_input(spec.hub_id, split=split, config=config, revision=revision)
+    data, source = load_input(spec.hub_id, split=split, config=config, revision=revision, limit=limit)
     return data, {**source.info, "hub_id": spec.hub_id}
 
 

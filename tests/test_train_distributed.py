@@ -103,3 +103,22 @@ def test_offloading_on_a_machine_without_gpus_is_a_user_error(home, tiny_qwen2_d
                                                         "accelerate_config": "zero3-offload"})
     with pytest.raises(UserError, match="needs CUDA GPUs"):
         train.run(cfg)
+
+
+def test_qlora_under_zero3_loads_without_a_device_map(home, tiny_qwen2_dir):
+    """QLoRA + ZeRO-3: transformers refuses a device_map under ZeRO-3, so the 4-bit student must load
+    without one (the shards are placed by DeepSpeed; quant storage = compute dtype)."""
+    make_filtered()
+    argv = ["train", *FLAGS, "--model", str(tiny_qwen2_dir), "--name", "qlora-z3", "--accelerate-config",
+            "zero3-offload", "--load-in-4bit"]
+    cfg = build(TrainConfig, load_recipe("smol-demo"), {**BASE, "model": str(tiny_qwen2_dir), "load_in_4bit": True,
+                                                        "accelerate_config": "zero3-offload"})
+    env = {**os.environ, "DISTILL_HOME": str(home), launch.CONFIG_ENV: "zero3-offload"}
+    result = subprocess.run(launch.launch_command(cfg, argv), env=env, cwd=str(REPO), capture_output=True, text=True,
+                            timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    artifact = artifacts.resolve("qlora-z3")
+    assert artifact.manifest["training"]["adapter"] and artifact.manifest["training"]["distributed"]["zero_stage"] == 3
+    assert (artifact.model_path / "adapter_model.safetensors").is_file()
+    losses = _losses(artifact)
+    assert len(losses) == STEPS and losses[-1] < losses[0]

@@ -60,6 +60,14 @@ def load_tokenizer(path: str, revision: str | None = None):
                         "model id, or that it is in the local Hugging Face cache when offline") from None
 
 
+def sharded_training() -> bool:
+    """Under DeepSpeed ZeRO-3 or FSDP, which partition the weights at load time (transformers refuses a
+    device_map there; QLoRA then relies on bnb_4bit_quant_storage matching the compute dtype)."""
+    from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
+
+    return is_deepspeed_zero3_enabled() or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+
+
 def load_model(path: str, cfg, precision: str):
     """The student, quantized to 4-bit NF4 (double quantization) for QLoRA."""
     import torch
@@ -75,8 +83,9 @@ def load_model(path: str, cfg, precision: str):
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=compute, bnb_4bit_quant_storage=compute)
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        kwargs["device_map"] = {"": f"cuda:{local_rank}"} if torch.cuda.is_available() else {"": "cpu"}
+        if not sharded_training():  # ZeRO-3 / FSDP place the (4-bit) shards themselves: no device_map
+            local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+            kwargs["device_map"] = {"": f"cuda:{local_rank}"} if torch.cuda.is_available() else {"": "cpu"}
     try:
         return AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except OSError as exc:

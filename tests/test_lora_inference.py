@@ -11,6 +11,7 @@ from test_train import SUMS, make_filtered
 from distill import artifacts
 from distill.config import build
 from distill.errors import UserError
+from distill.evaluate import EvalConfig, run
 from distill.generate import GenerateConfig, resolve_teacher
 
 pytestmark = pytest.mark.vllm
@@ -26,7 +27,7 @@ def lora_checkpoint(home):
     return artifacts.resolve("smol-lora")
 
 
-def test_lora_checkpoint_is_evaluated_on_its_base_with_the_adapter(home, tmp_path, lora_checkpoint):
+def test_lora_checkpoint_is_evaluated_on_its_base_with_the_adapter(home, tmp_path, lora_checkpoint, vllm_engine):
     assert not (lora_checkpoint.path / "merged").exists()
     bench = tmp_path / "sums.jsonl"
     bench.write_text("".join(json.dumps({"id": f"s{a}{b}", "problem": f"What is {a} + {b}?", "answer": str(a + b)})
@@ -34,9 +35,9 @@ def test_lora_checkpoint_is_evaluated_on_its_base_with_the_adapter(home, tmp_pat
     common = ["--benchmark", str(bench), "--protocol", "greedy", "--max-tokens", "40", "--enforce-eager"]
     tuned = run_cli("eval", "--model", "smol-lora@latest", *common, "--name", "eval-lora", home=home)
     assert tuned.returncode == 0, tuned.stderr[-3000:]
-    base = run_cli("eval", "--model", "bundled", *common, "--prompt-template", "{problem}", "--name", "eval-base",
-                   home=home, check=True)
-    assert base.returncode == 0
+    # the bare base, on the session's engine (same weights, no adapter)
+    run(build(EvalConfig, {"model": "bundled", "benchmark": [str(bench)], "protocol": "greedy", "max_tokens": 40,
+                           "prompt_template": "{problem}", "name": "eval-base"}), engine=vllm_engine)
 
     lora_eval, base_eval = artifacts.resolve("eval-lora", kind="eval"), artifacts.resolve("eval-base", kind="eval")
     lora_rows, base_rows = lora_eval.load_dataset().to_list(), base_eval.load_dataset().to_list()

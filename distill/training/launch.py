@@ -93,8 +93,8 @@ def check_gpus(cfg) -> None:
     available = torch.cuda.device_count()
     if available < cfg.num_gpus:
         hint = (f"use --num-gpus {available}" if available else
-                f"accelerate config {cfg.accelerate_config!r} needs CUDA GPUs; on CPU use --accelerate-config ddp "
-                "--num-gpus 1")
+                "several GPUs, or offloading (--accelerate-config with offload), needs CUDA GPUs; on CPU train "
+                "with --num-gpus 1 and --accelerate-config ddp")
         raise UserError(f"--num-gpus {cfg.num_gpus} but this machine has {available} CUDA device(s): {hint}")
 
 

@@ -185,3 +185,18 @@ def test_lora_checkpoints_vllm_cannot_attach_are_refused(home, bundled_model_dir
         run(build(EvalConfig, {"model": "sft-lora@v1", "benchmark": bench, "engine": "openai",
                                "base_url": "http://127.0.0.1:9/v1"}))
     assert not (home / "evals").exists()
+
+
+def test_adapter_base_falls_back_to_the_adapters_own_record(home, bundled_model_dir):
+    from distill.training.layout import engine_model
+
+    with artifacts.create("moved-lora", "checkpoint") as writer:
+        writer.model_path.mkdir()
+        (writer.model_path / "adapter_config.json").write_text(json.dumps(
+            {"base_model_name_or_path": str(bundled_model_dir), "r": 8}))
+        (writer.model_path / "chat_template.jinja").write_text("{{ messages }}")
+        writer.extra["student"] = {"spec": "./relative/student/from/another/cwd"}
+    artifact = artifacts.resolve("moved-lora")
+    model, adapter, template = engine_model(artifact)
+    assert model == str(bundled_model_dir) and adapter == str(artifact.model_path)
+    assert template == str(artifact.model_path / "chat_template.jinja")

@@ -122,3 +122,12 @@ def test_qlora_under_zero3_loads_without_a_device_map(home, tiny_qwen2_dir):
     assert (artifact.model_path / "adapter_model.safetensors").is_file()
     losses = _losses(artifact)
     assert len(losses) == STEPS and losses[-1] < losses[0]
+
+
+def test_a_broken_accelerate_config_is_a_one_line_error(home, tmp_path, tiny_qwen2_dir):
+    make_filtered()
+    broken = tmp_path / "mine.yaml"
+    broken.write_text("distributed_type: DEEPSPEED\ndeepspeed_config: [unclosed\n")
+    result = run_cli("train", *FLAGS, "--model", str(tiny_qwen2_dir), "--accelerate-config", str(broken), home=home)
+    assert result.returncode == 2 and result.stderr.startswith(f"error: cannot read accelerate config {broken}")
+    assert len(result.stderr.strip().splitlines()) == 1 and not (home / "checkpoints").exists()

@@ -45,7 +45,12 @@ def offloads(config: Path) -> bool:
     """Whether an accelerate config moves optimizer state or parameters to CPU/NVMe (DeepSpeed or FSDP)."""
     import yaml
 
-    settings = yaml.safe_load(config.read_text()) or {}
+    try:
+        settings = yaml.safe_load(config.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise UserError(f"cannot read accelerate config {config}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(settings, dict):
+        raise UserError(f"accelerate config {config} is not a YAML mapping")
     deepspeed = settings.get("deepspeed_config") or {}
     fsdp = settings.get("fsdp_config") or {}
     devices = (deepspeed.get("offload_optimizer_device"), deepspeed.get("offload_param_device"))

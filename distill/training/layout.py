@@ -71,9 +71,15 @@ def engine_model(artifact) -> tuple[str, str | None, str | None]:
     layout = describe(artifact.path)
     if layout.inference_dir is not None:
         return str(layout.inference_dir), None, None
-    student = (artifact.manifest.get("student") or {}).get("spec")
-    base = student or layout.base_model
-    if not base:
+    candidates = [c for c in ((artifact.manifest.get("student") or {}).get("spec"), layout.base_model) if c]
+    if not candidates:
         raise UserError(f"{layout.model_dir} is a LoRA adapter without base_model_name_or_path")
     template = layout.model_dir / "chat_template.jinja"
-    return models.resolve_model(base), str(layout.model_dir), str(template) if template.is_file() else None
+    for index, base in enumerate(candidates):
+        try:
+            model = models.resolve_model(base)
+            break
+        except UserError:
+            if index == len(candidates) - 1:  # e.g. a relative student path from another working directory
+                raise
+    return model, str(layout.model_dir), str(template) if template.is_file() else None

@@ -116,8 +116,9 @@ def _train(cfg: TrainConfig):
     finally:
         preemption.uninstall()
     if preemption.preempted:
+        launch.mark_preempted()
         _say(f"SIGTERM: saved a resumable checkpoint in {run_dir}; run the same command to resume")
-        raise SystemExit(143)
+        raise SystemExit(launch.PREEMPTED_EXIT)
     metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}
     if eval_ds is not None:
         metrics.update({k: v for k, v in trainer.evaluate().items() if isinstance(v, (int, float))})

@@ -1,6 +1,7 @@
 """`distill train` under `accelerate launch` with DeepSpeed ZeRO-3 + CPU offload (the OpenThinker-7B strategy),
-run for real on CPU in one process: the launch command, the DeepSpeed config handshake, partitioned training
-and the gathered 16-bit save. Multi-process runs need GPUs (accelerate has no DeepSpeed-on-CPU backend)."""
+run for real on CPU in one process: the launch command, the DeepSpeed config handshake, partitioned training,
+the gathered 16-bit save, preemption and resume, QLoRA. Several ranks need GPUs (accelerate has no
+DeepSpeed-on-CPU backend)."""
 
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ def _weights(directory):
     return load_file(str(next(directory.glob("*.safetensors"))))
 
 
-def test_zero3_offload_launch_trains_like_a_plain_run_and_saves_whole_weights(home, tiny_qwen2_dir):
+def test_zero3_offload_launch_is_preempted_resumes_and_trains_like_a_plain_run(home, tiny_qwen2_dir, monkeypatch,
+                                                                             capfd):
     make_filtered()
     run_cli("train", *FLAGS, "--model", str(tiny_qwen2_dir), "--name", "plain", home=home, check=True)
 
@@ -46,10 +48,18 @@ def test_zero3_offload_launch_trains_like_a_plain_run_and_saves_whole_weights(ho
     assert launch.should_relaunch(cfg)  # one device, but offloading: runs under accelerate
     command = launch.launch_command(cfg, argv)
     assert command[command.index("--mixed_precision") + 1] == "no"  # fp32 on CPU, as the trainer will use
-    env = {**os.environ, "DISTILL_HOME": str(home), launch.CONFIG_ENV: "zero3-offload"}
-    result = subprocess.run(command, env=env, cwd=str(REPO), capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-4000:]
-    assert result.stdout.strip().splitlines()[-1] == "zero3@v0001"
+    # Preempted at step 3 (SIGTERM): the rank saves a resumable ZeRO-3 checkpoint; the launch exits 143.
+    monkeypatch.setenv("DISTILL_SIGTERM_AT_STEP", "3")
+    assert launch.run_launcher(command, "zero3-offload") == launch.PREEMPTED_EXIT
+    assert "saved a resumable checkpoint" in capfd.readouterr().err
+    (run_dir,) = (home / "checkpoints" / "zero3" / ".runs").iterdir()
+    assert (run_dir / "checkpoint-3" / "global_step3").is_dir()  # DeepSpeed's partitioned states
+    assert not artifacts.list_versions(home / "checkpoints" / "zero3")
+    # The same command resumes from it and finishes.
+    monkeypatch.delenv("DISTILL_SIGTERM_AT_STEP")
+    assert launch.run_launcher(command, "zero3-offload") == 0
+    out = capfd.readouterr()
+    assert f"resuming from {run_dir / 'checkpoint-3'}" in out.err and out.out.strip().splitlines()[-1] == "zero3@v0001"
 
     plain, zero3 = artifacts.resolve("plain"), artifacts.resolve("zero3")
     assert zero3.manifest["training"]["distributed"] == {
@@ -57,7 +67,8 @@ def test_zero3_offload_launch_trains_like_a_plain_run_and_saves_whole_weights(ho
         "offload_optimizer": "cpu", "offload_param": "cpu"}
     assert plain.manifest["training"]["distributed"]["type"] == "NO"
     assert zero3.manifest["trainer_state"]["global_step"] == STEPS
-    # Same data, same order, same optimizer maths: the partitioned, offloaded run follows the plain one.
+    # Same data, same order, same optimizer maths: the partitioned, offloaded, preempted and resumed run
+    # follows the plain one.
     plain_losses, zero3_losses = _losses(plain), _losses(zero3)
     assert len(zero3_losses) == len(plain_losses) == STEPS
     assert zero3_losses[0] == pytest.approx(plain_losses[0], abs=1e-4)

@@ -24,6 +24,8 @@ from distill.training.config import ACCELERATE_CONFIGS
 from distill.training.recipes import recipes_dir
 
 CONFIG_ENV = "DISTILL_ACCELERATE_CONFIG"  # tells the ranks which strategy launched them (for the manifest)
+PREEMPTED_ENV = "DISTILL_PREEMPTED_MARKER"  # a file a rank creates when it saved and stopped on SIGTERM
+PREEMPTED_EXIT = 143  # 128 + SIGTERM: what a preempted `distill train` exits with, launched or not
 
 
 def in_distributed_launch() -> bool:
@@ -120,14 +122,33 @@ def relaunch(cfg, argv: list[str] | None = None) -> int:
     check_gpus(cfg)
     command = launch_command(cfg, list(sys.argv[1:] if argv is None else argv))
     print("launching: " + " ".join(command), file=sys.stderr)
-    child = subprocess.Popen(command, env={**os.environ, CONFIG_ENV: cfg.accelerate_config})
+    return run_launcher(command, cfg.accelerate_config)
+
+
+def run_launcher(command: list[str], accelerate_config: str) -> int:
+    """Run the launcher, forwarding SIGTERM / SIGINT to it. A run whose ranks saved and stopped on SIGTERM
+    exits 143, as an unlaunched one does (the launcher itself reports any failed rank as 1)."""
+    import tempfile
+
+    marker = Path(tempfile.mkdtemp(prefix="distill-launch-")) / "preempted"
+    child = subprocess.Popen(command, env={**os.environ, CONFIG_ENV: accelerate_config, PREEMPTED_ENV: str(marker)})
 
     def forward(signum, frame):
         child.send_signal(signum)
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        return child.wait()
+        code = child.wait()
+        return PREEMPTED_EXIT if code != 0 and marker.exists() else code
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        marker.unlink(missing_ok=True)
+        marker.parent.rmdir()
+
+
+def mark_preempted() -> None:
+    """Called by a rank that saved a resumable checkpoint on SIGTERM (see run_launcher)."""
+    path = os.environ.get(PREEMPTED_ENV)
+    if path:
+        Path(path).touch()

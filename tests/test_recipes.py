@@ -96,14 +96,19 @@ def test_unknown_recipe_lists_the_recipes(tmp_path):
 
 def test_a_wheel_ships_the_recipes_and_templates(tmp_path):
     """`pip install distill` (no checkout) must still find --recipe qwen-7b and the accelerate configs."""
+    import shutil
     import subprocess
     import sys
     import zipfile
 
+    source = tmp_path / "source"  # a copy: the build leaves build/ and *.egg-info where it runs
+    shutil.copytree(REPO / "distill", source / "distill", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                            str(tmp_path), str(REPO)], capture_output=True, text=True, timeout=300)
+                            str(tmp_path / "wheel"), str(source)], capture_output=True, text=True, timeout=300)
     assert build.returncode == 0, build.stderr[-2000:]
-    names = set(zipfile.ZipFile(next(tmp_path.glob("distill-*.whl"))).namelist())
+    names = set(zipfile.ZipFile(next((tmp_path / "wheel").glob("distill-*.whl"))).namelist())
     package = REPO / "distill"
     shipped = [p for folder in ("recipes", "templates") for p in (package / folder).rglob("*") if p.is_file()]
     assert len(shipped) > 15

@@ -213,6 +213,9 @@ def make_command(cls, run: Callable[[Any], Any], *, doc: str | None = None,
             import yaml
 
             print(yaml.safe_dump(to_dict(config), sort_keys=False, allow_unicode=True, width=1000), end="")
+            if callable(getattr(config, "resolved", None)):  # defaults a stage fills in when it runs
+                print("# filled in at run time:\n" + yaml.safe_dump(
+                    {"resolved": config.resolved()}, sort_keys=False, allow_unicode=True, width=1000), end="")
             return None
         return run(config)
 

@@ -133,6 +133,22 @@ class EvalConfig:
         if self.name:
             artifacts.validate_name(self.name)
 
+    def resolved(self) -> dict[str, Any]:
+        """What the protocol fills in at run time (for --print-config): sampling and samples per problem."""
+        from distill.benchmarks import builtin
+
+        sampling = {k: v for k, v in sampling_of(self).items() if k != "protocol"}
+        per_problem = {}
+        for spec in self.benchmark:
+            known = builtin(spec.partition("=")[0] if "=" in spec else spec)
+            per_problem[known.name if known else spec] = samples_for(self, _Named(known))
+        return {**sampling, "samples_per_problem": per_problem}
+
+
+@dataclass
+class _Named:
+    builtin: Any  # the BenchmarkSpec of a built-in benchmark, else None (what samples_for reads)
+
 
 # ---------------------------------------------------------------------------- sampling & prompting
 

@@ -178,5 +178,10 @@ def test_the_full_gpu_plan_resolves_to_valid_configs(tmp_path, verify):
         assert evaluation["protocol"] == "evalchemy" and evaluation["tensor_parallel_size"] == 8
         assert evaluation["model"] == f"{plan.model_name}@latest" and evaluation["system_prompt"] == ""
     assert resolved["eval math"]["benchmark"] == ["aime24", "math500"]
+    # the Evalchemy protocol as published: T 0.7, 32,768 new tokens, AIME24 averaged over 5 samples, GPQA over 3
+    math_run, gpqa_run = resolved["eval math"]["resolved"], resolved["eval gpqa"]["resolved"]
+    assert (math_run["temperature"], math_run["max_tokens"]) == (0.7, 32768)
+    assert math_run["samples_per_problem"] == {"aime24": 5, "math500": 1}
+    assert gpqa_run["samples_per_problem"] == {"gpqa-diamond": 3}
     if verify:
         assert resolved["filter"]["keep_unverified"] is True

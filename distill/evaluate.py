@@ -11,8 +11,8 @@ every sample in `dataset/` (completion, verdict, lenient verdict, finish reason,
 `results.json`: per benchmark pass@1 averaged over n samples, pass@k (unbiased estimator), maj@n
 (majority vote over the n samples, R1's cons@n), a lenient accuracy (the last number of the reply equals
 the reference, whatever the format), the share of well-formed `<think>` answers, the share that stop on
-the end token, the truncated share and the mean completion tokens, each
-with its standard error and 95% interval (clustered over problems; see distill/metrics.py).
+the end token, the truncated share and the mean completion tokens, each with its standard error and 95%
+interval (clustered over problems; see distill/metrics.py).
 
 Protocols (explicit --n/--temperature/--top-p/--max-tokens override them):
     open-r1    lighteval as open-r1 reports it: temperature 0.6, top-p 0.95, 32768 new tokens; pass@1 over
@@ -141,23 +141,19 @@ class EvalConfig:
         per_problem = {}
         for spec in self.benchmark:
             known = builtin(spec.partition("=")[0] if "=" in spec else spec)
-            per_problem[known.name if known else spec] = samples_for(self, _Named(known))
+            per_problem[known.name if known else spec] = samples_for(self, known)
         return {**sampling, "samples_per_problem": per_problem}
-
-
-@dataclass
-class _Named:
-    builtin: Any  # the BenchmarkSpec of a built-in benchmark, else None (what samples_for reads)
 
 
 # ---------------------------------------------------------------------------- sampling & prompting
 
 
-def samples_for(cfg: EvalConfig, bench) -> int:
+def samples_for(cfg: EvalConfig, builtin_spec) -> int:
+    """Samples per problem: --n, else the protocol's count for a built-in benchmark, else its default."""
     if cfg.n is not None:
         return cfg.n
-    if bench.builtin is not None:
-        return bench.builtin.samples.get(cfg.protocol, PROTOCOLS[cfg.protocol].default_n)
+    if builtin_spec is not None:
+        return builtin_spec.samples.get(cfg.protocol, PROTOCOLS[cfg.protocol].default_n)
     return PROTOCOLS[cfg.protocol].default_n
 
 
@@ -330,9 +326,9 @@ def run(cfg: EvalConfig, engine=None) -> str | None:
     artifacts.check_name_kind(name, "eval")  # before the expensive part
     if not cfg.outputs:
         for bench in benches:
-            if cfg.pass_at and max(cfg.pass_at) > samples_for(cfg, bench):
+            if cfg.pass_at and max(cfg.pass_at) > samples_for(cfg, bench.builtin):
                 raise UserError(f"--pass-at {max(cfg.pass_at)} needs that many samples per problem, but {bench.name} "
-                                f"gets n={samples_for(cfg, bench)}: raise --n")
+                                f"gets n={samples_for(cfg, bench.builtin)}: raise --n")
         rows, engine_format = generate(cfg, path, benches, sampling, conversation, engine, adapter, adapter_template)
     records = grade_rows(rows, cfg.num_proc)
     return save(cfg, name, records, benches, checkpoint, path, sampling, conversation, engine_format, outputs_source,
@@ -347,7 +343,7 @@ def generate(cfg: EvalConfig, path: str, benches, sampling: dict[str, Any], conv
 
     requests, index = [], {}
     for bench in benches:
-        n = samples_for(cfg, bench)
+        n = samples_for(cfg, bench.builtin)
         for problem in bench.problems:
             key = f"{bench.name}\x1f{problem.id}"
             messages = messages_for(problem, conversation)

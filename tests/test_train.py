@@ -99,7 +99,7 @@ def test_lora_trains_adapters_only_and_merges(home, tiny_llama_dir):
     import torch
 
     from distill import train
-    from distill.training.layout import describe, inference_model
+    from distill.training.layout import describe, engine_model
 
     make_filtered()
     artifact = train.run(config(tiny_llama_dir, max_steps=3, learning_rate=1e-2, lora=True, lora_r=8,
@@ -107,7 +107,7 @@ def test_lora_trains_adapters_only_and_merges(home, tiny_llama_dir):
     layout = describe(artifact.path)
     assert layout.kind == "adapter" and layout.merged_dir == artifact.path / "merged"
     assert layout.base_model == str(tiny_llama_dir)
-    assert inference_model(artifact.path) == (str(artifact.path / "merged"), None)
+    assert engine_model(artifact) == (str(artifact.path / "merged"), None, None)  # merged: no adapter to attach
     adapter_config = json.loads((artifact.model_path / "adapter_config.json").read_text())
     kinds = {name.rsplit(".", 1)[-1] for name in adapter_config["target_modules"]}
     assert adapter_config["r"] == 8 and kinds == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",

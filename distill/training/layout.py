@@ -10,6 +10,7 @@
 
     layout = describe(artifact.path)
     layout.inference_dir     # merged/ for adapters (when present), else model/
+    engine_model(artifact)   # (model to load, adapter or None, chat template or None) for vLLM
 """
 
 from __future__ import annotations
@@ -48,16 +49,6 @@ def describe(version_dir: str | Path) -> CheckpointLayout:
     if (model_dir / "config.json").is_file():
         return CheckpointLayout(root, model_dir, "full", None, None)
     raise UserError(f"{root} holds no model (neither model/config.json nor model/adapter_config.json)")
-
-
-def inference_model(version_dir: str | Path) -> tuple[str, str | None]:
-    """(model folder or base model, adapter folder or None): what an engine loads for this checkpoint."""
-    layout = describe(version_dir)
-    if layout.inference_dir is not None:
-        return str(layout.inference_dir), None
-    if not layout.base_model:
-        raise UserError(f"{layout.model_dir} is a LoRA adapter without base_model_name_or_path")
-    return layout.base_model, str(layout.model_dir)
 
 
 def engine_model(artifact) -> tuple[str, str | None, str | None]:

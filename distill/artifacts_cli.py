@@ -1,7 +1,8 @@
-"""`distill artifacts list|show REF` and `distill lineage REF`.
+"""`distill artifacts list|show REF|clean` and `distill lineage REF`.
 
     distill artifacts list [--kind traces]
     distill artifacts show traces@latest      # manifest + content-hash verification
+    distill artifacts clean [--older-than 24] [--yes]   # unfinished runs' leftovers (see distill/cleanup.py)
     distill lineage checkpoint-name@v2        # the artifact and, recursively, its parents
 """
 
@@ -53,6 +54,32 @@ def show_command(ref: str = typer.Argument(..., help="NAME, NAME@latest, NAME@v3
         typer.echo(("ok: " if ok else "error: ") + message, err=not ok)
         if not ok:
             raise typer.Exit(1)
+
+
+@artifacts_app.command("clean")
+def clean_command(older_than: float = typer.Option(24.0, "--older-than", help="Only leftovers not written to for "
+                                                   "this many hours (a run still going is left alone)."),
+                  yes: bool = typer.Option(False, "--yes", help="Delete them (without it: only list).")) -> None:
+    """List (or, with --yes, delete) unfinished runs' state: generate shards, trainer checkpoints, staging
+    folders of killed writes. Committed versions are never touched."""
+    from distill import cleanup
+    from distill.errors import UserError
+
+    if older_than < 0:
+        raise UserError(f"--older-than must be >= 0 hours, got {older_than}")
+    leftovers = cleanup.find_leftovers(older_than)
+    if not leftovers:
+        typer.echo(f"nothing to clean under {artifacts.home()} (idle for {older_than:g} h or more)")
+        return
+    root = artifacts.home()
+    for item in leftovers:
+        typer.echo(f"{cleanup.human(item.bytes):>10}  idle {item.idle_hours:6.1f} h  {item.path.relative_to(root)}  "
+                   f"{item.what}")
+    total = cleanup.human(sum(item.bytes for item in leftovers))
+    if not yes:
+        typer.echo(f"{len(leftovers)} leftover(s), {total}: pass --yes to delete them")
+        return
+    typer.echo(f"deleted {len(leftovers)} leftover(s), freed {cleanup.human(cleanup.remove(leftovers))}")
 
 
 def lineage_command(ref: str = typer.Argument(..., help="The artifact whose ancestry to print.")) -> None:

@@ -215,3 +215,43 @@ def test_empty_split_round_trips(home):
     assert artifact.manifest["counts"] == {"train": 1, "rejected": 0}
     assert len(artifact.load_dataset("rejected")) == 0
     assert artifacts.verify(artifact)[0]
+
+
+def test_clean_lists_then_deletes_only_idle_leftovers(home):
+    with artifacts.create("t", "traces") as writer:
+        writer.save_dataset(datasets.Dataset.from_list([{"completion": "x"}]))
+
+    def leftover(relative, size, hours_idle, idle_from=None):
+        folder = home / relative
+        (folder / "sub").mkdir(parents=True)
+        (folder / "sub" / "part.bin").write_bytes(b"0" * size)
+        stamp = time.time() - hours_idle * 3600
+        top = home / (idle_from or relative)
+        for item in [*top.rglob("*"), top]:
+            os.utime(item, (stamp, stamp))
+        return folder
+
+    stale_generate = leftover("data/t/.partial-0123abcd", 3000, 48)
+    running_generate = leftover("data/t/.partial-fedc9876", 10, 0.1)  # still being written
+    crashed_train = leftover("checkpoints/ck/.runs/77aa/checkpoint-3", 5000, 30, idle_from="checkpoints/ck/.runs/77aa")
+    killed_write = leftover("evals/e/.tmp-x1y2", 100, 26)
+
+    listed = run_cli("artifacts", "clean", home=home)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.strip().splitlines()
+    assert len(lines) == 4 and lines[-1] == "3 leftover(s), 7.9 KB: pass --yes to delete them"
+    assert any("data/t/.partial-0123abcd" in line and "unfinished generate run" in line for line in lines)
+    assert any("checkpoints/ck/.runs/77aa" in line and "unfinished train run" in line for line in lines)
+    assert any("evals/e/.tmp-x1y2" in line and "killed write" in line for line in lines)
+    assert stale_generate.exists() and crashed_train.exists() and killed_write.exists()  # listing deletes nothing
+
+    deleted = run_cli("artifacts", "clean", "--yes", home=home)
+    assert deleted.returncode == 0 and deleted.stdout.strip().endswith("deleted 3 leftover(s), freed 7.9 KB")
+    assert not stale_generate.exists() and not killed_write.exists() and not (home / "checkpoints/ck/.runs").exists()
+    assert running_generate.exists()  # a run still going is left alone
+    assert artifacts.verify(artifacts.resolve("t@v1"))[0]  # committed versions are never touched
+    everything = run_cli("artifacts", "clean", "--older-than", "0", "--yes", home=home)
+    assert "deleted 1 leftover(s)" in everything.stdout and not running_generate.exists()
+
+    bad = run_cli("artifacts", "clean", "--older-than", "-1", home=home)
+    assert bad.returncode == 2 and bad.stderr == "error: --older-than must be >= 0 hours, got -1.0\n"

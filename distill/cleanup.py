@@ -7,7 +7,8 @@ Three kinds, none of them a committed version (those are never touched):
 - ``.partial-<hash>/`` under a traces name: the samples of a `distill generate` run that did not finish;
   the same command continues from them;
 - ``.runs/<hash>/`` under a checkpoint name: trainer checkpoints of a `distill train` run that did not
-  finish (a crashed 7B ZeRO-3 run leaves about 100 GB of optimizer state); the same command resumes;
+  finish (a crashed 7B ZeRO-3 run leaves about 100 GB of optimizer state; the same command resumes), or of
+  one run with --keep-run-dir;
 - ``.tmp-*/``: the staging folder of a write that was killed before its rename (never usable).
 
 Only what has not been written to for ``--older-than`` hours (default 24) is listed, so a run still going
@@ -25,7 +26,7 @@ from distill import artifacts
 
 WHAT = {".partial-": "unfinished generate run (rerun the same command to continue)",
         ".tmp-": "staging folder of a killed write",
-        ".runs": "unfinished train run (rerun the same command to resume)"}
+        ".runs": "trainer checkpoints: unfinished train run (rerun the same command to resume) or --keep-run-dir"}
 
 
 @dataclass

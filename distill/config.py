@@ -2,8 +2,8 @@
 
 Each stage declares a dataclass whose fields carry their help text (``option(...)``). The same
 class gives the ``--help`` of its command, the YAML schema (unknown keys are an error) and the
-manifest's resolved config. Precedence: dataclass default < YAML (``--config`` / a recipe) <
-``--set key=value`` < explicit flags.
+manifest's resolved config. Precedence: dataclass default < YAML (``--config-file`` / a recipe) <
+``--set key=value`` < explicit flags. ``--print-config`` prints the result and runs nothing.
 """
 
 from __future__ import annotations

@@ -1,7 +1,10 @@
-"""`distill train` under `accelerate launch` with DeepSpeed ZeRO-3 + CPU offload (the OpenThinker-7B strategy),
-run for real on CPU in one process: the launch command, the DeepSpeed config handshake, partitioned training,
-the gathered 16-bit save, preemption and resume, QLoRA. Several ranks need GPUs (accelerate has no
-DeepSpeed-on-CPU backend)."""
+"""`distill train` across processes, for real on CPU.
+
+DeepSpeed ZeRO-3 + CPU offload (the OpenThinker-7B strategy) under the real `accelerate launch`, in one
+process (accelerate has no DeepSpeed-on-CPU backend for more): the launch command, the DeepSpeed config
+handshake, partitioned training, the gathered 16-bit save, preemption and resume, QLoRA. Data parallel on two
+CPU ranks (gloo, started by torchrun as accelerate starts GPU ranks): agreement on preemption, one commit, and
+equality with one process trained on the same global batch."""
 
 from __future__ import annotations
 
@@ -142,3 +145,47 @@ def test_a_broken_accelerate_config_is_a_one_line_error(home, tmp_path, tiny_qwe
     result = run_cli("train", *FLAGS, "--model", str(tiny_qwen2_dir), "--accelerate-config", str(broken), home=home)
     assert result.returncode == 2 and result.stderr.startswith(f"error: cannot read accelerate config {broken}")
     assert len(result.stderr.strip().splitlines()) == 1 and not (home / "checkpoints").exists()
+
+
+def _two_cpu_ranks(args: list[str], home, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`distill train` on two CPU ranks (gloo), started by torchrun as accelerate starts GPU ranks."""
+    import sys
+
+    from fixtures_vllm import free_port
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+               str(free_port()), "-m", "distill", *args]
+    return subprocess.run(command, env={**os.environ, "DISTILL_HOME": str(home), "ACCELERATE_USE_CPU": "true",
+                                        **(env or {})}, cwd=str(REPO), capture_output=True, text=True, timeout=900)
+
+
+def test_two_ranks_agree_to_stop_commit_once_and_equal_one_process_with_their_batch(home, tiny_qwen2_dir):
+    """Data parallel across two real processes: SIGTERM reaching one rank stops both at the same step (they
+    agree through an all-reduce, then both save); the resumed run commits one version, from rank 0; and the
+    result equals one process trained on the same global batch."""
+    from test_train import SUMS, _rows
+
+    make_filtered(rows=_rows(SUMS * 2))
+    flags = [*FLAGS, "--model", str(tiny_qwen2_dir)]
+    killed = _two_cpu_ranks(["train", *flags, "--name", "ddp"], home, env={"DISTILL_SIGTERM_AT_STEP": "2"})
+    assert killed.returncode != 0 and "saved a resumable checkpoint" in killed.stderr, killed.stderr[-3000:]
+    (run_dir,) = (home / "checkpoints" / "ddp" / ".runs").iterdir()
+    assert (run_dir / "checkpoint-2" / "trainer_state.json").is_file()
+    # each rank saved its own RNG state at step 2: both stopped there, not only the one that got the signal
+    assert {p.name for p in (run_dir / "checkpoint-2").glob("rng_state_*.pth")} == {"rng_state_0.pth",
+                                                                                 "rng_state_1.pth"}
+    assert not artifacts.list_versions(home / "checkpoints" / "ddp")
+
+    resumed = _two_cpu_ranks(["train", *flags, "--name", "ddp"], home)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stderr and resumed.stdout.strip().splitlines()[-1] == "ddp@v0001"
+    assert [v.name for v in artifacts.list_versions(home / "checkpoints" / "ddp")] == ["v0001"]  # rank 0 only
+    ddp = artifacts.resolve("ddp")
+    assert ddp.manifest["training"]["world_size"] == 2
+    assert ddp.manifest["training"]["distributed"] == {"type": "MULTI_CPU", "processes": 2, "accelerate_config": None}
+
+    run_cli("train", *flags, "--set", "per_device_train_batch_size=2", "--name", "single", home=home, check=True)
+    single = artifacts.resolve("single")
+    assert _losses(ddp) == pytest.approx(_losses(single), abs=1e-4)
+    a, b = _weights(ddp.model_path), _weights(single.model_path)
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5

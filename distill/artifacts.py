@@ -39,6 +39,10 @@ KIND_DIRS = {
 DATASET_DIR = "dataset"
 MODEL_DIR = "model"
 MANIFEST = "manifest.json"
+# Unfinished state beside a name's versions (never a version; `distill artifacts clean` lists it):
+STAGING_PREFIX = ".tmp-"  # create() writes here, then renames to vNNNN
+PARTIAL_PREFIX = ".partial-"  # distill generate: samples of a run not finished yet (+ config hash)
+RUNS_DIR = ".runs"  # distill train: resumable trainer checkpoints, one folder per run hash
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _VERSION_RE = re.compile(r"^v(\d{4,})$")
 _SECRET_KEY_RE = re.compile(r"(api[_-]?key|token|secret|password|passwd|authorization)$", re.I)
@@ -381,7 +385,7 @@ def create(name: str, kind: str, config: dict[str, Any] | None = None, parents: 
     check_name_kind(name, kind, root)
     name_dir = root / KIND_DIRS[kind] / name
     name_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=name_dir))
+    tmp = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=name_dir))
     writer = ArtifactWriter(name=name, kind=kind, path=tmp, config=redact(dict(config or {})),
                             parents=list(parents or []))
     try:

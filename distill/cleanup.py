@@ -24,9 +24,10 @@ from pathlib import Path
 
 from distill import artifacts
 
-WHAT = {".partial-": "unfinished generate run (rerun the same command to continue)",
-        ".tmp-": "staging folder of a killed write",
-        ".runs": "trainer checkpoints: unfinished train run (rerun the same command to resume) or --keep-run-dir"}
+WHAT = {artifacts.PARTIAL_PREFIX: "unfinished generate run (rerun the same command to continue)",
+        artifacts.STAGING_PREFIX: "staging folder of a killed write",
+        artifacts.RUNS_DIR: "trainer checkpoints: unfinished train run (rerun the same command to resume) or "
+                            "--keep-run-dir"}
 
 
 @dataclass
@@ -60,11 +61,12 @@ def _candidates(root: Path):
             for entry in sorted(name_dir.iterdir()):
                 if not entry.is_dir():
                     continue
-                if entry.name.startswith((".partial-", ".tmp-")):
-                    yield entry, WHAT[entry.name[: entry.name.index("-") + 1]]
-                elif entry.name == ".runs":
+                for prefix in (artifacts.PARTIAL_PREFIX, artifacts.STAGING_PREFIX):
+                    if entry.name.startswith(prefix):
+                        yield entry, WHAT[prefix]
+                if entry.name == artifacts.RUNS_DIR:
                     for run in sorted(p for p in entry.iterdir() if p.is_dir()):
-                        yield run, WHAT[".runs"]
+                        yield run, WHAT[artifacts.RUNS_DIR]
 
 
 def find_leftovers(older_than_hours: float = 24.0, root: Path | None = None) -> list[Leftover]:
@@ -86,7 +88,7 @@ def remove(leftovers: list[Leftover]) -> int:
         shutil.rmtree(item.path, ignore_errors=True)
         freed += item.bytes
         parent = item.path.parent
-        if parent.name == ".runs" and parent.is_dir() and not any(parent.iterdir()):
+        if parent.name == artifacts.RUNS_DIR and parent.is_dir() and not any(parent.iterdir()):
             parent.rmdir()
     return freed
 

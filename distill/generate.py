@@ -296,7 +296,8 @@ def run(cfg: GenerateConfig, engine=None):
                               limit=cfg.limit)
     prompts = build_prompts(data, cfg, few_shot)
     chash = config_hash(cfg, source.info, teacher, few_shot)
-    store = PartialStore(artifacts.home() / artifacts.KIND_DIRS["traces"] / cfg.name / f".partial-{chash}")
+    name_dir = artifacts.home() / artifacts.KIND_DIRS["traces"] / cfg.name
+    store = PartialStore(name_dir / f"{artifacts.PARTIAL_PREFIX}{chash}")
     if not store.exists():
         existing = committed_version(cfg.name, chash)
         if existing is not None:

@@ -170,7 +170,7 @@ def _run_dir(name: str, cfg: TrainConfig, inputs, plan, world: int) -> Path:
     key = {k: v for k, v in to_dict(cfg).items() if k not in NOT_HASHED}
     key.update(inputs=[i.source.info for i in inputs], template=plan.sha256, world=world)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    return artifacts.home() / artifacts.KIND_DIRS["checkpoint"] / name / ".runs" / digest
+    return artifacts.home() / artifacts.KIND_DIRS["checkpoint"] / name / artifacts.RUNS_DIR / digest
 
 
 def _last_checkpoint(run_dir: Path) -> str | None:

@@ -243,7 +243,7 @@ class LoadedBenchmark:
 def load_benchmark(spec: str, *, problem_column: str = "problem", answer_column: str = "answer",
                    id_column: str = "id", limit: int | None = None) -> LoadedBenchmark:
     """Resolve a benchmark spec to problems (see the module docstring for the spec forms)."""
-    from distill import sources
+    from distill.artifacts import sources
 
     spec = str(spec).strip()
     name_part, sep, file_part = spec.partition("=")
@@ -312,7 +312,7 @@ def _convert(name: str, spec: str, data, source, known: BenchmarkSpec | None, li
 
 def _generic(row: dict, index: int, name: str, problem_column: str, answer_column: str, id_column: str) -> Problem:
     """A row of a user dataset: problem/answer columns; an answer may be a worked solution (#### N, \\boxed)."""
-    from distill.grading import normalize_domain, reference_answer
+    from distill.verify.grader import normalize_domain, reference_answer
 
     raw_answer = row.get(answer_column)
     reference = reference_answer(raw_answer) if raw_answer not in (None, "") else None
@@ -333,8 +333,8 @@ def load_outputs(spec: str, benches: list[LoadedBenchmark], *, completion_column
     their own references (``answer_column``). Returns ``(rows, source, benchmarks, sampling)``."""
     import sys
 
-    from distill import sources
-    from distill.grading import normalize_domain, reference_answer
+    from distill.artifacts import sources
+    from distill.verify.grader import normalize_domain, reference_answer
 
     data, source = sources.load_input(spec)
     sources.require_columns(data, {"--completion-column": completion_column}, what=f"outputs {spec}")

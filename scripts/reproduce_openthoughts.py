@@ -140,7 +140,7 @@ def run_step(index: int, total: int, step: Step) -> None:
 
 def collect(plan: Plan) -> dict[str, dict]:
     """benchmark -> pass@1 estimate (percent) and samples, from the eval artifacts' results.json."""
-    from distill.eval_report import load_results
+    from distill.stages.eval.report import load_results
 
     out: dict[str, dict] = {}
     loaded: dict[str, dict] = {}
@@ -157,7 +157,7 @@ def collect(plan: Plan) -> dict[str, dict]:
 
 
 def report(plan: Plan, measured: dict[str, dict], checkpoint_ref: str, data_ref: str) -> str:
-    from distill.eval_report import fmt
+    from distill.stages.eval.report import fmt
 
     label = "this run" + (" (VERIFY=1 variant: metadata re-verified with `distill filter`, not the reproduction)"
                           if plan.verify else "")
@@ -195,9 +195,9 @@ def report(plan: Plan, measured: dict[str, dict], checkpoint_ref: str, data_ref:
 
 def preflight(smoke: bool) -> int:
     """Exit early when the GPUs cannot hold the recipe; returns the number of GPUs to use."""
-    from distill import preflight as pf
     from distill.errors import UserError
-    from distill.training.recipes import load_recipe
+    from distill.stages.train import preflight as pf
+    from distill.stages.train.recipes import load_recipe
 
     hw = pf.detect_hardware()
     try:

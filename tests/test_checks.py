@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from distill.checks import decontamination, dedup, language, length
-from distill.checks import format as fmt
-from distill.checks.features import REASONS, dedup_fingerprint, funnel, row_features
 from distill.errors import UserError
+from distill.stages.filter.features import REASONS, dedup_fingerprint, funnel, row_features
+from distill.verify import decontamination, dedup, language, length
+from distill.verify import format as fmt
 
 REASONING = "Let me work through this carefully. 16 - 3 - 4 = 9, and 9 * 2 = 18."
 
@@ -119,7 +119,7 @@ def test_fingerprint_is_stable_across_processes():
     import subprocess
     import sys
 
-    code = "from distill.checks.dedup import fingerprint; print(fingerprint('a b c d e f g h')[1].hex())"
+    code = "from distill.verify.dedup import fingerprint; print(fingerprint('a b c d e f g h')[1].hex())"
     outputs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                               env={"PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
     assert outputs == {dedup.fingerprint("a b c d e f g h")[1].hex() + "\n"}

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import pytest
 from fixtures_models import run_cli
 
-from distill import artifacts, config, hub
+from distill import artifacts, config
+from distill.artifacts import hub
 from distill.errors import UserError
 
 

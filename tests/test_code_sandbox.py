@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-import distill.sandbox as sandbox
-from distill.verifiers import CORRECT, INCORRECT, UNVERIFIED
-from distill.verifiers.code import (
+import distill.verify.sandbox as sandbox
+from distill.verify import CORRECT, INCORRECT, UNVERIFIED
+from distill.verify.code import (
     SandboxConfig,
     SandboxUnavailable,
     compare_stdout,

@@ -89,7 +89,7 @@ def _gpqa_copy(tmp_path):
 def test_multiple_choice_outputs_use_the_letter_grader(home, tmp_path):
     from distill.benchmarks import load_benchmark
     from distill.config import build
-    from distill.evaluate import EvalConfig, run
+    from distill.stages.eval import EvalConfig, run
 
     spec = f"gpqa-diamond={_gpqa_copy(tmp_path)}"
     gold = {p.id: p.reference for p in load_benchmark(spec).problems}
@@ -114,7 +114,7 @@ def test_multiple_choice_outputs_use_the_letter_grader(home, tmp_path):
 def test_gated_benchmark_is_never_pushed(home, tmp_path):
     from distill.config import build
     from distill.errors import UserError
-    from distill.evaluate import EvalConfig, run
+    from distill.stages.eval import EvalConfig, run
 
     cfg = build(EvalConfig, {"model": "bundled", "benchmark": [f"gpqa-diamond={_gpqa_copy(tmp_path)}"],
                              "push_to_hub": "someone/evals"})
@@ -128,7 +128,7 @@ def test_livecodebench_outputs_run_in_the_sandbox(home, tmp_path):
     import pickle
     import zlib
 
-    from distill.verifiers.code import sandbox_available
+    from distill.verify.code import sandbox_available
 
     if not sandbox_available()[0]:
         pytest.skip(f"no sandbox here: {sandbox_available()[1]}")
@@ -162,7 +162,7 @@ def test_livecodebench_outputs_run_in_the_sandbox(home, tmp_path):
 def test_bad_options_are_one_line_errors(home, values, message):
     from distill.config import build
     from distill.errors import UserError
-    from distill.evaluate import EvalConfig, run
+    from distill.stages.eval import EvalConfig, run
 
     with pytest.raises(UserError, match=message):
         run(build(EvalConfig, values))
@@ -172,7 +172,7 @@ def test_bad_options_are_one_line_errors(home, values, message):
 def test_lora_checkpoints_vllm_cannot_attach_are_refused(home, bundled_model_dir):
     from distill.config import build
     from distill.errors import UserError
-    from distill.evaluate import EvalConfig, run
+    from distill.stages.eval import EvalConfig, run
 
     with artifacts.create("sft-lora", "checkpoint") as writer:
         writer.model_path.mkdir()
@@ -188,7 +188,7 @@ def test_lora_checkpoints_vllm_cannot_attach_are_refused(home, bundled_model_dir
 
 
 def test_adapter_base_falls_back_to_the_adapters_own_record(home, bundled_model_dir):
-    from distill.training.layout import engine_model
+    from distill.models.layout import engine_model
 
     with artifacts.create("moved-lora", "checkpoint") as writer:
         writer.model_path.mkdir()

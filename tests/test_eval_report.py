@@ -7,7 +7,7 @@ import pytest
 from fixtures_models import run_cli
 
 from distill import artifacts
-from distill.eval_report import compare_table, majority_correct, per_problem, results_table, summarize
+from distill.stages.eval.report import compare_table, majority_correct, per_problem, results_table, summarize
 
 
 def _records(bench, outcomes, finish="stop", tokens=10):

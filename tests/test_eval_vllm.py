@@ -13,7 +13,7 @@ from fixtures_models import run_cli
 
 from distill import artifacts
 from distill.config import build
-from distill.evaluate import EvalConfig, run
+from distill.stages.eval import EvalConfig, run
 
 SMALL = str(Path(__file__).parent / "data" / "eval_small.jsonl")
 pytestmark = pytest.mark.vllm

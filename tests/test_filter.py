@@ -123,9 +123,10 @@ def test_skip_keep_unverified_random_policy_and_push(home, monkeypatch):
     """In process: column options, --skip, --keep-unverified, a seeded random policy, --push-to-hub."""
     import datasets
 
-    from distill import artifacts, hub
+    from distill import artifacts
+    from distill.artifacts import hub
     from distill.config import build
-    from distill.filter import FilterConfig, run
+    from distill.stages.filter import FilterConfig, run
 
     rows = [{"uid": "p", "question": "What is 7 times 6?", "gold": "#### 42",
              "text": f"<think>7 times 6 is 42, version {i} of the check.</think> The product is \\boxed{{42}}."}
@@ -154,8 +155,8 @@ def test_skip_keep_unverified_random_policy_and_push(home, monkeypatch):
 
 
 def test_code_rows_are_run_in_the_sandbox(home, tmp_path):
-    """Domain `code` goes to distill.verifiers.code (skipped where the sandbox cannot run)."""
-    code = pytest.importorskip("distill.verifiers.code")
+    """Domain `code` goes to distill.verify.code (skipped where the sandbox cannot run)."""
+    code = pytest.importorskip("distill.verify.code")
     if not code.sandbox_available()[0]:
         pytest.skip("no sandbox on this machine")
     from distill import artifacts

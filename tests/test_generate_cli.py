@@ -15,7 +15,7 @@ from fixtures_vllm import start_vllm_server
 
 from distill import artifacts
 from distill.config import build
-from distill.generate import GenerateConfig, run
+from distill.stages.generate import GenerateConfig, run
 
 
 def _problems(path, count: int, with_ids: bool = True):

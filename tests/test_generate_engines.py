@@ -12,8 +12,8 @@ from collections import defaultdict
 import pytest
 
 from distill.engines import EngineConfig, Request, SamplingConfig, make_engine
+from distill.engines.chat import build_messages
 from distill.errors import UserError
-from distill.prompting import build_messages
 
 QUESTIONS = ["Write a short poem about the sea.", "Explain why the sky is blue.", "Describe a cat in detail."]
 

@@ -8,10 +8,10 @@ import pytest
 from fixtures_models import run_cli
 from fixtures_vllm import R1_CHAT_TEMPLATE, free_port
 
-from distill import prompting
+from distill.engines import chat as prompting
 from distill.errors import UserError
-from distill.generate import GenerateConfig, build_prompts, config_hash, run_seed
-from distill.generation_store import PartialStore
+from distill.stages.generate import GenerateConfig, build_prompts, config_hash, run_seed
+from distill.stages.generate.store import PartialStore
 
 # ---------------------------------------------------------------------------- prompting
 
@@ -103,7 +103,7 @@ def _cfg(**kw) -> GenerateConfig:
 
 
 def test_config_hash_covers_samples_not_infrastructure():
-    from distill.generate import Teacher
+    from distill.stages.generate import Teacher
 
     teacher = Teacher(model="/m", info={"checkpoint_sha256": None})
     source = {"type": "file", "path": "/a/x.jsonl", "sha256": "abc"}

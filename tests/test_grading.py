@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from distill.grading import (
+from distill.verify.choice import extract_choice
+from distill.verify.grader import (
     GradeConfig,
     GradeItem,
     grade_batch,
@@ -20,9 +21,8 @@ from distill.grading import (
     reference_answer,
     split_reasoning,
 )
-from distill.verifiers.math import extract_boxed, final_answer
-from distill.verifiers.multiple_choice import extract_choice
-from distill.verifiers.pool import WorkerPool
+from distill.verify.math import extract_boxed, final_answer
+from distill.verify.pool import WorkerPool
 
 DATA = Path(__file__).parent / "data"
 THINK = "<think>\nLet me work through this carefully, checking every step twice.\n</think>\n\n"
@@ -190,7 +190,7 @@ def test_lenient_correct():
 
 
 def test_code_domain_goes_to_the_sandbox():
-    code = pytest.importorskip("distill.verifiers.code")
+    code = pytest.importorskip("distill.verify.code")
     available, why = code.sandbox_available()
     if not available:
         pytest.skip(f"no sandbox here: {why}")

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 from fixtures_models import run_cli
 
-from distill import artifacts, config, importers
+from distill import artifacts, config
 from distill.errors import UserError
-from distill.importing import schema
-from distill.importing.openthoughts import MATH_PREFIX
+from distill.stages import imports as importers
+from distill.stages.imports import schema
+from distill.stages.imports.openthoughts import MATH_PREFIX
 
 DATA = Path(__file__).resolve().parent / "data"
 OT = "open-thoughts/OpenThoughts-114k"

@@ -11,8 +11,8 @@ from test_train import SUMS, make_filtered
 from distill import artifacts
 from distill.config import build
 from distill.errors import UserError
-from distill.evaluate import EvalConfig, run
-from distill.generate import GenerateConfig, resolve_teacher
+from distill.stages.eval import EvalConfig, run
+from distill.stages.generate import GenerateConfig, resolve_teacher
 
 pytestmark = pytest.mark.vllm
 

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from distill.metrics import Estimate, estimate, paired_difference, pass_at_k, rate_estimates
+from distill.stages.eval.metrics import Estimate, estimate, paired_difference, pass_at_k, rate_estimates
 
 
 def test_pass_at_k_hand_values():

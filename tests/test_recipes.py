@@ -8,8 +8,8 @@ from fixtures_models import REPO, run_cli
 
 from distill.config import build
 from distill.errors import UserError
-from distill.training.config import ACCELERATE_CONFIGS, TrainConfig
-from distill.training.recipes import list_recipes, load_recipe, recipe_path, recipes_dir
+from distill.stages.train.config import ACCELERATE_CONFIGS, TrainConfig
+from distill.stages.train.recipes import list_recipes, load_recipe, recipe_path, recipes_dir
 
 REQUIRED = {"qwen-1.5b", "qwen-7b", "qwen-32b", "llama-8b", "openthoughts-7b", "smol-demo"}
 
@@ -75,7 +75,7 @@ def test_accelerate_configs_and_slurm_example():
 
 
 def test_launch_command_for_multi_node():
-    from distill.training.launch import launch_command
+    from distill.stages.train.launch import launch_command
 
     cfg = build(TrainConfig, load_recipe("qwen-7b"), {"accelerate_config": "fsdp", "num_machines": 4,
                                                       "machine_rank": 2, "main_process_ip": "10.0.0.1"})

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from fixtures_models import run_cli
 
-from distill import artifacts, preflight
-from distill.preflight import Hardware
+from distill import artifacts
+from distill.stages.train import preflight
+from distill.stages.train.preflight import Hardware
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "reproduce_openthoughts.py"
@@ -25,7 +26,7 @@ def _script(*args: str, env: dict, timeout: float = 900) -> subprocess.Completed
 
 
 def test_preflight_sizes_the_openthinker_recipe():
-    from distill.training.recipes import load_recipe
+    from distill.stages.train.recipes import load_recipe
 
     est = preflight.recipe_estimate(load_recipe("openthoughts-7b"), num_gpus=8)
     assert est.model == "Qwen/Qwen2.5-7B-Instruct" and 7.6e9 < est.params < 7.63e9  # Qwen2.5-7B: 7.62B

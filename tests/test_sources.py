@@ -7,7 +7,7 @@ import json
 import datasets
 import pytest
 
-from distill import sources
+from distill.artifacts import sources
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from fixtures_models import run_cli
 from distill import artifacts
 from distill.config import build
 from distill.errors import UserError
-from distill.training.config import TrainConfig
-from distill.training.recipes import load_recipe
+from distill.stages.train.config import TrainConfig
+from distill.stages.train.recipes import load_recipe
 
 SUMS = [(2, 3), (4, 1), (6, 2)]
 
@@ -60,7 +60,7 @@ def _greedy(model_dir, prompt, max_new_tokens=40):
 
 
 def test_full_finetune_learns_to_reason_and_stop(home, tiny_qwen2_dir):
-    from distill import train
+    from distill.stages import train
 
     parent = make_filtered()
     artifact = train.run(config(tiny_qwen2_dir, max_steps=40, learning_rate=5e-3, name="tiny-full"))
@@ -98,8 +98,8 @@ def test_full_finetune_learns_to_reason_and_stop(home, tiny_qwen2_dir):
 def test_lora_trains_adapters_only_and_merges(home, tiny_llama_dir):
     import torch
 
-    from distill import train
-    from distill.training.layout import describe, engine_model
+    from distill.models.layout import describe, engine_model
+    from distill.stages import train
 
     make_filtered()
     artifact = train.run(config(tiny_llama_dir, max_steps=3, learning_rate=1e-2, lora=True, lora_r=8,
@@ -128,7 +128,7 @@ def test_lora_trains_adapters_only_and_merges(home, tiny_llama_dir):
 
 
 def test_qlora_4bit_with_packing_runs_on_cpu(home, tiny_qwen2_dir):
-    from distill import train
+    from distill.stages import train
 
     make_filtered(rows=_rows(SUMS * 3))
     artifact = train.run(config(tiny_qwen2_dir, max_steps=2, learning_rate=1e-2, load_in_4bit=True, packing=True,
@@ -148,7 +148,7 @@ def test_packed_examples_do_not_attend_to_each_other(bundled_model_dir, tiny_lla
     from trl.data_utils import pack_dataset
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-    from distill.training import templates
+    from distill.stages.train import templates
 
     tok = AutoTokenizer.from_pretrained(bundled_model_dir)
     plan = templates.choose_plan("student", tok, None)
@@ -187,7 +187,7 @@ def test_packed_examples_do_not_attend_to_each_other(bundled_model_dir, tiny_lla
 def test_sigterm_saves_and_the_same_command_resumes_to_the_same_weights(home, tiny_llama_dir):
     import torch
 
-    from distill import train
+    from distill.stages import train
 
     make_filtered(rows=_rows(SUMS * 2))
     same = {"max_steps": 6, "per_device_train_batch_size": 2, "learning_rate": 1e-3}
@@ -220,7 +220,7 @@ def test_dataset_without_training_columns_fails_clearly(home, tiny_qwen2_dir):
 
 
 def test_num_gpus_without_gpus_is_a_user_error(home, tiny_qwen2_dir):
-    from distill import train
+    from distill.stages import train
 
     make_filtered()
     with pytest.raises(UserError, match="CUDA device"):

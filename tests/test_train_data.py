@@ -9,8 +9,8 @@ import pytest
 
 from distill.config import build
 from distill.errors import UserError
-from distill.training import data, templates
-from distill.training.config import TrainConfig
+from distill.stages.train import data, templates
+from distill.stages.train.config import TrainConfig
 
 THINK = "<think>\n2 plus 3 is 5.\n</think>\n\n\\boxed{5}"
 MESSAGES = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "What is 2+3?"},

@@ -19,9 +19,9 @@ from test_train import BASE, make_filtered
 from distill import artifacts
 from distill.config import build
 from distill.errors import UserError
-from distill.training import launch
-from distill.training.config import TrainConfig
-from distill.training.recipes import load_recipe
+from distill.stages.train import launch
+from distill.stages.train.config import TrainConfig
+from distill.stages.train.recipes import load_recipe
 
 STEPS = 6
 FLAGS = ["--recipe", "smol-demo", "--dataset", "filt", "--eval-fraction", "0", "--max-steps", str(STEPS),
@@ -110,7 +110,7 @@ def test_which_configs_relaunch_a_single_gpu_run(tiny_qwen2_dir):
 
 
 def test_offloading_on_a_machine_without_gpus_is_a_user_error(home, tiny_qwen2_dir):
-    from distill import train
+    from distill.stages import train
 
     make_filtered()
     cfg = build(TrainConfig, load_recipe("smol-demo"), {**BASE, "model": str(tiny_qwen2_dir),

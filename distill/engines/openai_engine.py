@@ -23,8 +23,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
-from distill import prompting
 from distill.engines import EngineConfig, Request, Sample, SamplingConfig
+from distill.engines import chat as prompting
 from distill.errors import UserError
 
 RETRY_STATUS = {408, 409, 425, 429}

@@ -21,8 +21,8 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from distill import prompting
 from distill.engines import EngineConfig, Request, Sample, SamplingConfig
+from distill.engines import chat as prompting
 from distill.errors import UserError
 
 

@@ -1,0 +1,1 @@
+"""The stages: generate, filter, train, eval, imports (one package each)."""

@@ -1,0 +1,438 @@
+"""`distill filter`: keep only well-formed, correct, clean traces.
+
+    distill filter                                    # traces@latest -> filtered@vNNNN
+    distill filter --input traces@v2 --name filtered-gsm8k --max-per-prompt 4 --per-prompt-policy shortest \\
+        --decontaminate math500 --decontaminate aime24 --plot
+    distill filter --input my-org/r1-traces --split train --completion-column response --answer-column gold \\
+        --domain math --keep-unverified
+    distill filter --input traces.jsonl --domain-column domain --unsafe-code-exec   # math + MCQ + code rows
+
+Checks, in this order (a row's ``reject_reason`` is the first that fails; ``--skip NAME`` turns one off):
+complete (not cut off: finish_reason ``length``), format (one ``<think>`` block at the start and a
+non-empty answer; OpenThoughts / ``<reasoning_process>`` markers normalized), correct (math via
+math-verify on the answer part, multiple choice, code in the sandbox; ``unverified`` rows — no
+reference, or a check killed at ``--timeout`` — are dropped unless ``--keep-unverified``), language
+(reasoning in the prompt's script), length (completion tokens), decontamination (word n-gram / fuzzy
+overlap with benchmarks), dedup (identical / near-identical completions of one prompt), max_per_prompt.
+
+Output: a ``filtered`` artifact, split ``train`` (kept rows) and ``rejected``, both with every check's
+result as columns; stats (counts per reason, funnel, kept per prompt, yield) in the manifest. Same
+input and config give the same content hash, whatever ``--num-proc``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from distill.config import make_command, option, to_dict
+from distill.errors import UserError
+
+
+@dataclass
+class FilterConfig:
+    """Keep only well-formed, correct, clean traces (see `distill filter --help`)."""
+
+    input: str = option("traces@latest", "Artifact reference, local jsonl/json/parquet file, or Hub dataset id.")
+    split: str | None = option(None, "Split of a Hub dataset or of a multi-split artifact (default: train).")
+    dataset_config: str | None = option(None, "Hub dataset config name.", flag="--config")
+    name: str = option("filtered", "Name of the output artifact.")
+    completion_column: str = option("completion", "Column holding the full completion (reasoning + answer).")
+    problem_column: str = option("problem", "Column holding the problem text (language + decontamination checks).")
+    answer_column: str = option("answer", "Column holding the reference answer (a value, a boxed solution or "
+                                          "GSM8K's '#### N').")
+    solution_column: str = option("solution", "Fallback column with a worked solution whose last \\boxed{} is "
+                                              "the reference.")
+    domain_column: str = option("domain", "Column naming each row's domain: math, multiple_choice or code.")
+    domain: str | None = option(None, "One domain for all rows (overrides --domain-column).")
+    id_column: str = option("id", "Column identifying the prompt (rows sharing it are samples of one prompt); "
+                                  "without it, the problem text is used.")
+    test_cases_column: str = option("test_cases", "Column with the tests of code rows.")
+    skip: list[str] = option([], "Checks to turn off (repeatable): complete, format, correct, language, length, "
+                                 "decontamination, dedup.")
+    keep_unverified: bool = option(False, "Keep rows whose answer could not be verified (no reference, timeout).")
+    require_reference: bool = option(False, "Fail when a math or multiple-choice row has no reference answer.")
+    min_reasoning_chars: int = option(20, "Minimum characters of reasoning inside <think>.")
+    assume_prefilled_think: bool = option(True, "Accept '</think>' without '<think>' (template-prefilled tag).")
+    timeout: float = option(5.0, "Hard wall-clock limit per answer check (s); an overrun is killed: unverified.")
+    max_language_mix: float = option(0.05, "Largest share of reasoning words in another script than the prompt's.")
+    min_tokens: int = option(0, "Minimum completion tokens.")
+    max_tokens: Optional[int] = option(None, "Maximum completion tokens.")
+    tokenizer: str | None = option(None, "Tokenizer (model dir, checkpoint ref or Hub id) to count tokens when the "
+                                         "rows have no completion_tokens; default: chars/4 estimate.")
+    near_duplicate_threshold: float = option(0.9, "MinHash Jaccard similarity at which two completions of one "
+                                                  "prompt are near-duplicates (1.0: exact duplicates only).")
+    max_per_prompt: Optional[int] = option(None, "Keep at most K completions per prompt.")
+    per_prompt_policy: str = option("shortest", "Which K to keep: shortest, random (seeded) or all (no cap).")
+    seed: int = option(0, "Seed of the random per-prompt policy.")
+    decontaminate: list[str] = option([], "Benchmarks to decontaminate against (repeatable or comma-separated): "
+                                          "math500, aime24, aime25, gpqa_diamond, gsm8k, livecodebench, a Hub id "
+                                          "(ID[:CONFIG]:SPLIT) or a local file.")
+    ngram: int = option(8, "Word n-gram size of the decontamination overlap.")
+    fuzzy_decontamination: bool = option(False, "Also drop problems with character similarity >= "
+                                                "--fuzzy-threshold to a benchmark problem.")
+    fuzzy_threshold: float = option(0.9, "Similarity threshold of fuzzy decontamination.")
+    unsafe_code_exec: bool = option(False, "Run code answers without namespace isolation (rlimits only).")
+    code_timeout: float = option(6.0, "Wall-clock limit per code test (s).")
+    min_pass_fraction: float = option(1.0, "Share of a code row's tests that must pass.")
+    num_proc: Optional[int] = option(None, "Worker processes (default: all cores).")
+    plot: bool = option(False, "Write the funnel as funnel.png in the artifact directory.")
+    push_to_hub: str | None = option(None, "Push the artifact to this Hub dataset repo after writing it.")
+
+    def validate(self) -> None:
+        from distill.stages.filter.features import CHECK_NAMES
+        from distill.verify.dedup import POLICIES
+        from distill.verify.grader import DOMAINS, normalize_domain
+
+        self.skip = [s.strip().replace("-", "_") for v in self.skip for s in str(v).split(",") if s.strip()]
+        self.decontaminate = [s.strip() for v in self.decontaminate for s in str(v).split(",") if s.strip()]
+        unknown = [s for s in self.skip if s not in CHECK_NAMES[:-1]]
+        if unknown:
+            raise UserError(f"--skip {unknown[0]!r} is not a check; use one of {', '.join(CHECK_NAMES[:-1])}")
+        if self.domain is not None and normalize_domain(self.domain) not in DOMAINS:
+            raise UserError(f"--domain {self.domain!r} is unknown; use one of {', '.join(DOMAINS)}")
+        if self.per_prompt_policy not in POLICIES:
+            raise UserError(f"--per-prompt-policy {self.per_prompt_policy!r}: use one of {', '.join(POLICIES)}")
+        checks = [("--timeout", self.timeout > 0), ("--max-language-mix", 0 <= self.max_language_mix <= 1),
+                  ("--near-duplicate-threshold", 0 < self.near_duplicate_threshold <= 1),
+                  ("--fuzzy-threshold", 0 < self.fuzzy_threshold <= 1), ("--ngram", self.ngram >= 1),
+                  ("--max-per-prompt", self.max_per_prompt is None or self.max_per_prompt >= 1),
+                  ("--num-proc", self.num_proc is None or self.num_proc >= 1),
+                  ("--max-tokens", self.max_tokens is None or self.max_tokens >= self.min_tokens),
+                  ("--min-pass-fraction", 0 < self.min_pass_fraction <= 1)]
+        local = self.tokenizer and self.tokenizer.startswith((".", "/", "~"))
+        if local and not Path(self.tokenizer).expanduser().exists():
+            raise UserError(f"tokenizer directory {self.tokenizer} not found: pass a local model directory, a "
+                            "checkpoint reference or a cached Hub id")
+        bad = [flag for flag, ok in checks if not ok]
+        if bad:
+            raise UserError(f"{bad[0]} is out of range (see `distill filter --help`)")
+
+    def grade_config(self):
+        from distill.verify.grader import GradeConfig
+
+        return GradeConfig(timeout_s=self.timeout, min_reasoning_chars=self.min_reasoning_chars,
+                           assume_prefilled_think=self.assume_prefilled_think, unsafe_code_exec=self.unsafe_code_exec,
+                           code_timeout=self.code_timeout, min_pass_fraction=self.min_pass_fraction)
+
+
+# ---------------------------------------------------------------------------- reading rows
+
+
+def _column(data, name: str | None, default=None) -> list:
+    if name and name in data.column_names:
+        return list(data[name])
+    return [default] * len(data)
+
+
+def _prompt_text(prompt) -> str | None:
+    """The last user message of a chat ``prompt`` (messages list), for rows without a problem column."""
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, list):
+        users = [m.get("content") for m in prompt if isinstance(m, dict) and m.get("role") == "user"]
+        return users[-1] if users else None
+    return None
+
+
+def _read_rows(data, cfg: FilterConfig) -> dict[str, list]:
+    from distill.artifacts.sources import require_columns
+    from distill.verify.grader import normalize_domain
+    from distill.verify.math import reference_answer
+
+    require_columns(data, {"--completion-column": cfg.completion_column})
+    n = len(data)
+    problems = _column(data, cfg.problem_column)
+    if cfg.problem_column not in data.column_names and "prompt" in data.column_names:
+        problems = [_prompt_text(p) for p in data["prompt"]]
+    answers, solutions = _column(data, cfg.answer_column), _column(data, cfg.solution_column)
+    references = [reference_answer(a) for a in answers]
+    references = [r if r is not None else reference_answer(s) for r, s in zip(references, solutions, strict=True)]
+    domains = ([normalize_domain(cfg.domain)] * n if cfg.domain
+               else [normalize_domain(d) for d in _column(data, cfg.domain_column)])
+    rows = {
+        "completion": [c or "" for c in data[cfg.completion_column]],
+        "problem": [str(p) if p is not None else None for p in problems],
+        "reference": references,
+        "domain": domains,
+        "finish_reason": _column(data, "finish_reason"),
+        "reported_tokens": _column(data, "completion_tokens"),
+        "test_cases": _column(data, cfg.test_cases_column),
+        "fn_name": _column(data, "fn_name"),
+        "starter_code": _column(data, "starter_code"),
+    }
+    ids = _column(data, cfg.id_column)
+    rows["group"] = [str(i) if i is not None else (f"problem:{p}" if p else f"row:{k}")
+                     for k, (i, p) in enumerate(zip(ids, rows["problem"], strict=True))]
+    if cfg.require_reference and "correct" not in cfg.skip:
+        missing = sum(1 for d, r in zip(domains, references, strict=True)
+                      if d in ("math", "multiple_choice") and r is None)
+        if missing:
+            raise UserError(f"{missing} of {n} rows have no reference answer (looked in column "
+                            f"{cfg.answer_column!r}, then {cfg.solution_column!r}; input columns: "
+                            f"{', '.join(data.column_names)}): set --answer-column, or drop --require-reference")
+    return rows
+
+
+# ---------------------------------------------------------------------------- the run
+
+
+def run(cfg: FilterConfig):
+    """Filter ``cfg.input`` into a new ``filtered`` artifact; returns the committed Artifact."""
+    from distill.verify.grader import prestart_pool
+
+    prestart_pool()  # math-verify loads in the fork server while we load the data
+    import datasets
+
+    quiet = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # our own progress bar and funnel table say what happens
+    try:
+        return _run(cfg)
+    finally:
+        if quiet:
+            datasets.enable_progress_bars()
+
+
+def _run(cfg: FilterConfig):
+    from distill import artifacts
+    from distill.artifacts import hub
+    from distill.artifacts.sources import load_input
+    from distill.stages.filter import features
+    from distill.verify.grader import GradeItem, grade_batch, make_pool
+    from distill.verify.length import check_length, count_tokens
+    from distill.verify.pool import available_cpus
+
+    started = time.monotonic()
+    artifacts.check_name_kind(cfg.name, "filtered")
+    tokenizer = _load_tokenizer(cfg.tokenizer) if cfg.tokenizer and "length" not in cfg.skip else None
+    data, source = load_input(cfg.input, split=cfg.split, config=cfg.dataset_config)
+    if len(data) == 0:
+        raise UserError(f"input {cfg.input!r} has no rows: nothing to filter")
+    rows = _read_rows(data, cfg)
+    n, skip = len(data), set(cfg.skip)
+    index = None
+    if cfg.decontaminate and "decontamination" not in skip:
+        from distill.verify.decontamination import build_index
+
+        index = build_index(cfg.decontaminate, cfg.ngram, cfg.fuzzy_threshold if cfg.fuzzy_decontamination else None)
+    grade_cfg = cfg.grade_config()
+    want_language, want_dedup = "language" not in skip, "dedup" not in skip
+    num_proc = cfg.num_proc or available_cpus()
+
+    with _progress() as progress, make_pool(num_proc, grade_cfg) as pool:
+        feats = [(None, None, None)] * n
+        if want_language:
+            task = progress.add_task("checking language", total=n)
+            payloads = [(c, p, cfg.assume_prefilled_think, cfg.max_language_mix)
+                        for c, p in zip(rows["completion"], rows["problem"], strict=True)]
+            feats = pool.map(features.row_features, payloads, timeout_s=max(60.0, cfg.timeout * 4),
+                             on_timeout=lambda _: (False, 1.0, "timeout"),
+                             on_error=lambda _, msg: (False, 1.0, "error"),
+                             progress=lambda k: progress.advance(task, k))
+        task = progress.add_task("grading answers", total=n)
+        items = [GradeItem(completion=c, domain=d, reference=r, finish_reason=f, problem=p, test_cases=t,
+                           fn_name=fn, starter_code=s)
+                 for c, d, r, f, p, t, fn, s in zip(rows["completion"], rows["domain"], rows["reference"],
+                                                   rows["finish_reason"], rows["problem"], rows["test_cases"],
+                                                   rows["fn_name"], rows["starter_code"], strict=True)]
+        graded = grade_batch(items, grade_cfg, num_proc=num_proc, pool=pool,
+                             progress=lambda k: progress.advance(task, k))
+        num_tokens, token_source = count_tokens(rows["completion"], rows["reported_tokens"], tokenizer)
+        contaminated = [index.match(p) if index else None for p in rows["problem"]]
+
+        # per-row checks, in order; the first failure is the reject reason
+        columns: dict[str, list] = {k: [] for k in _CHECK_FEATURES}
+        reasons: list[str | None] = []
+        for i, result in enumerate(graded):
+            language_ok, mix, script = feats[i]
+            verdict = result.verdict
+            length_ok = check_length(num_tokens[i], cfg.min_tokens, cfg.max_tokens)
+            failed = [("incomplete", "complete" not in skip and not result.complete),
+                      ("format", "format" not in skip and not result.well_formed),
+                      ("incorrect", "correct" not in skip and verdict.status == "incorrect"),
+                      ("unverified", "correct" not in skip and verdict.status == "unverified"
+                       and not cfg.keep_unverified),
+                      ("language", want_language and not language_ok),
+                      ("length", "length" not in skip and not length_ok),
+                      ("contaminated", contaminated[i] is not None)]
+            reasons.append(next((reason for reason, bad in failed if bad), None))
+            for key, value in (("complete", result.complete), ("format_ok", result.well_formed),
+                               ("format_reason", result.format_reason), ("verdict", verdict.status),
+                               ("predicted", _short(verdict.predicted)), ("verdict_reason", _short(verdict.reason)),
+                               ("language_ok", language_ok if want_language else None),
+                               ("language_mix", mix if want_language else None),
+                               ("script", script if want_language else None), ("num_tokens", num_tokens[i]),
+                               ("length_ok", length_ok), ("contaminated_by", contaminated[i])):
+                columns[key].append(value)
+        columns["dedup"] = _dedup(cfg, rows["group"], reasons, num_tokens, pool, rows["completion"], want_dedup)
+    columns["reject_reason"] = reasons
+
+    output = _build_output(data, columns, reasons)
+    stats = _stats(cfg, rows, graded, reasons, num_tokens, token_source, index, contaminated, skip)
+    stats["seconds"] = round(time.monotonic() - started, 2)
+    stats["rows_per_s"] = round(n / max(stats["seconds"], 1e-9), 1)
+    parents = [source.artifact] if source.artifact is not None else []
+    config = {**to_dict(cfg), "source": source.info}
+    with artifacts.create(cfg.name, "filtered", config=config, parents=parents) as writer:
+        writer.save_dataset(output)
+        writer.stats.update(stats)
+        conversation = _conversation(source.artifact)
+        if conversation is not None:
+            writer.extra["conversation"] = conversation
+        if cfg.plot:
+            features.plot_funnel(stats["funnel"], writer.path / "funnel.png", title=f"distill filter: {cfg.input}")
+    artifact = artifacts.resolve(str(writer.path))
+    features.print_funnel(stats, artifact)
+    if cfg.push_to_hub:
+        url = hub.push(artifact, cfg.push_to_hub)
+        print(f"pushed {artifact.ref} to {url}")
+    return artifact
+
+
+def _dedup(cfg, groups_of, reasons, num_tokens, pool, completions, want_dedup) -> list[str | None]:
+    """Dedup, then the per-prompt cap, among the rows that passed every row check (``reasons`` updated).
+
+    Fingerprints are computed (in the workers) only for prompts with several surviving rows.
+    """
+    from distill.stages.filter import features
+    from distill.verify import dedup
+
+    marks: list[str | None] = [None] * len(reasons)
+    groups: dict[str, list[int]] = {}
+    for i, reason in enumerate(reasons):
+        if reason is None:
+            groups.setdefault(groups_of[i], []).append(i)
+    prints: dict[int, tuple] = {}
+    if want_dedup:
+        need = [i for members in groups.values() if len(members) > 1 for i in members]
+        found = pool.map(features.dedup_fingerprint, [completions[i] for i in need],
+                         timeout_s=max(60.0, cfg.timeout * 4), on_timeout=lambda _: (None, None),
+                         on_error=lambda _, msg: (None, None))
+        prints = dict(zip(need, found, strict=True))
+    for key, members in groups.items():
+        if want_dedup:
+            found = dedup.find_duplicates([prints.get(i, (None, None)) for i in members],
+                                          cfg.near_duplicate_threshold)
+            for i, mark in zip(members, found, strict=True):
+                marks[i] = mark
+                if mark != "unique":
+                    reasons[i] = mark
+            members = [i for i in members if reasons[i] is None]
+        chosen = dedup.select(members, [num_tokens[i] for i in members], cfg.max_per_prompt, cfg.per_prompt_policy,
+                              cfg.seed, key)
+        for i in members:
+            if i not in chosen:
+                reasons[i] = "over_cap"
+    return marks
+
+
+_CHECK_FEATURES = {
+    "complete": "bool", "format_ok": "bool", "format_reason": "string", "verdict": "string", "predicted": "string",
+    "verdict_reason": "string", "language_ok": "bool", "language_mix": "float64", "script": "string",
+    "num_tokens": "int64", "length_ok": "bool", "contaminated_by": "string", "dedup": "string",
+    "reject_reason": "string",
+}
+
+
+def _short(text: str | None, limit: int = 500) -> str | None:
+    return text if text is None or len(text) <= limit else text[:limit] + "…"
+
+
+def _build_output(data, columns: dict[str, list], reasons: list[str | None]):
+    import datasets
+
+    keep = [c for c in data.column_names if c not in columns]
+    base = data.select_columns(keep) if len(keep) != len(data.column_names) else data
+    features = datasets.Features({k: datasets.Value(t) for k, t in _CHECK_FEATURES.items()})
+    checks = datasets.Dataset.from_dict({k: columns[k] for k in _CHECK_FEATURES}, features=features)
+    if getattr(base, "_indices", None) is not None:  # a selected view: materialize before joining columns
+        base = base.flatten_indices()
+    full = datasets.concatenate_datasets([base, checks], axis=1)
+    kept = [i for i, r in enumerate(reasons) if r is None]
+    rejected = [i for i, r in enumerate(reasons) if r is not None]
+    return datasets.DatasetDict({"train": full.select(kept), "rejected": full.select(rejected)})
+
+
+def _stats(cfg, rows, graded, reasons, num_tokens, token_source, index, contaminated, skip) -> dict:
+    from collections import Counter
+
+    from distill.stages.filter.features import REASONS, funnel
+
+    n = len(reasons)
+    kept = [i for i, r in enumerate(reasons) if r is None]
+    counts = Counter(r for r in reasons if r)
+    per_prompt = Counter(rows["group"][i] for i in kept)
+    prompts = list(dict.fromkeys(rows["group"]))
+    kept_counts = [per_prompt.get(g, 0) for g in prompts]
+    kept_tokens = sorted(num_tokens[i] for i in kept)
+    return {
+        "input_rows": n,
+        "kept": len(kept),
+        "rejected": n - len(kept),
+        "yield": round(len(kept) / n, 4),
+        "rejected_by_reason": {r: counts.get(r, 0) for r in REASONS},
+        "funnel": funnel(reasons, skip),
+        "verdicts": dict(sorted(Counter(g.verdict.status for g in graded).items())),
+        "format_reasons": dict(sorted(Counter(g.format_reason for g in graded).items())),
+        "timeouts": sum(1 for g in graded if g.verdict.details.get("timeout")),
+        "domains": dict(sorted(Counter(rows["domain"]).items())),
+        "prompts": len(prompts),
+        "prompts_kept": sum(1 for c in kept_counts if c),
+        "kept_per_prompt": {"mean": round(sum(kept_counts) / max(len(prompts), 1), 3),
+                            "min": min(kept_counts, default=0), "max": max(kept_counts, default=0),
+                            "histogram": {str(k): v for k, v in sorted(Counter(kept_counts).items())}},
+        "num_tokens_kept": {"mean": round(sum(kept_tokens) / len(kept_tokens), 1) if kept_tokens else 0,
+                            "median": kept_tokens[len(kept_tokens) // 2] if kept_tokens else 0,
+                            "max": kept_tokens[-1] if kept_tokens else 0, "source": token_source},
+        "decontamination": None if index is None else {
+            "benchmarks": index.sizes, "ngram": cfg.ngram,
+            "fuzzy_threshold": cfg.fuzzy_threshold if cfg.fuzzy_decontamination else None,
+            "contaminated_rows": sum(1 for c in contaminated if c),
+            "by_benchmark": dict(sorted(Counter(c for c in contaminated if c).items()))},
+        "skipped_checks": sorted(skip),
+    }
+
+
+def _conversation(parent):
+    """The ``conversation`` manifest key of the parent, or of the nearest ancestor that has one."""
+    from distill import artifacts
+
+    seen = 0
+    while parent is not None and seen < 8:
+        if parent.manifest.get("conversation") is not None:
+            return parent.manifest["conversation"]
+        refs = parent.manifest.get("parents") or []
+        try:
+            parent = artifacts.resolve(refs[0]["ref"]) if refs else None
+        except UserError:
+            return None
+        seen += 1
+    return None
+
+
+def _load_tokenizer(spec: str):
+    from transformers import AutoTokenizer
+
+    from distill.models import resolve_model
+
+    try:
+        return AutoTokenizer.from_pretrained(str(resolve_model(spec)))
+    except Exception as exc:  # noqa: BLE001 - missing files / offline / bad repo id
+        raise UserError(f"cannot load tokenizer {spec!r} ({type(exc).__name__}): pass a local model directory, "
+                        "a checkpoint reference or a cached Hub id") from None
+
+
+def _progress():
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=Console(stderr=True), transient=True)
+
+
+# "\b" keeps click from re-wrapping the example block of the docstring in --help
+command = make_command(FilterConfig, run, yaml_flag="config-file",
+                       yaml_help="YAML file of defaults for these options (flags override it).",
+                       doc=__doc__.replace("\n\n    distill filter", "\n\n\b\n    distill filter", 1))

@@ -1,0 +1,403 @@
+"""`distill generate`: teacher reasoning traces (vLLM in-process or an OpenAI-compatible server).
+
+    distill generate --teacher deepseek-ai/DeepSeek-R1-Distill-Qwen-7B --dataset openai/gsm8k --config main \\
+        --split train --answer-column answer -n 4 --max-tokens 32768 --name traces-gsm8k
+    distill generate --teacher bundled --dataset data/demo/train.jsonl --limit 8 -n 2 --max-tokens 256
+    distill generate --teacher deepseek-reasoner --engine openai --base-url https://api.deepseek.com \\
+        --api-key-env DEEPSEEK_API_KEY --max-concurrency 32 --price-in 0.55 --price-out 2.19 --dataset ...
+
+Output: a ``traces`` artifact (HOME/data/NAME/vNNNN), one row per sample: id, sample_index, prompt
+(messages), problem, answer, every source column, completion (a reasoning block always has both
+tags: a template's ``<think>\\n`` prefill is put back, a server's separate reasoning merged),
+finish_reason, prompt/completion tokens, teacher and sampling parameters. The manifest records the
+source (id + revision or content hash), the teacher, the sampling, the exact conversation format
+(``conversation``: chat template text + sha256, effective system prompt incl. a template's hidden
+default, few-shot, prompt template, prefill), engine time, tokens/s and, with --price-in/--price-out
+(USD per million tokens), the cost.
+
+Resuming. Finished samples go to HOME/data/NAME/.partial-<config hash>/ as they complete. After a
+crash (even ``kill -9``) rerun the same command: only missing (id, sample index) pairs are generated
+and the artifact holds each exactly once. The hash covers what changes the samples (teacher,
+dataset content, columns, prompt, sampling, seed...), not engine/infrastructure options; another
+config under the same name makes a new version, and rerunning a finished command reuses its version.
+A resumed run reseeds the engine (seed derived from --seed and the run number, recorded per run).
+
+Data parallel (GPUs or nodes sharing HOME): start one process per GPU with the same command plus
+``--shard i/N``. Each generates prompts i, i+N, ... into the shared partial dir; the last to finish
+builds the one version (or run the same command with ``--merge-shards`` once all parts are done).
+
+    for i in 0 1 2 3; do CUDA_VISIBLE_DEVICES=$i distill generate --teacher T --dataset D --shard $i/4 & done
+
+A teacher too big for one node (DeepSeek-R1 671B): serve it with vLLM or SGLang across nodes (e.g.
+``vllm serve deepseek-ai/DeepSeek-R1 --tensor-parallel-size 8 --pipeline-parallel-size 2`` over Ray,
+or ``python -m sglang.launch_server --tp 16 --nnodes 2 ...``), put replicas behind a router
+(vllm-router, sglang-router, nginx), add ``--reasoning-parser deepseek_r1`` if you like (the
+reasoning is merged back), and point one or more shards at it:
+
+    distill generate --engine openai --base-url http://router:8000/v1 --teacher deepseek-ai/DeepSeek-R1 \\
+        --tokenizer deepseek-ai/DeepSeek-R1 --max-concurrency 512 --dataset D
+
+(--tokenizer records the server's chat template and caps --max-tokens by its context.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from distill.config import make_command, option, to_dict
+from distill.engines import chat as prompting
+from distill.errors import UserError
+from distill.stages.generate.store import PartialStore
+
+ANSWER_COLUMNS = ("answer", "final_answer", "solution", "reference")
+
+
+@dataclass
+class GenerateConfig:
+    """Generate teacher reasoning traces into a versioned `traces` artifact (see `distill generate --help`)."""
+
+    teacher: str = option("", "Teacher: Hub id, local model dir, 'bundled' or a checkpoint ref (NAME@vN); with "
+                              "--engine openai, the model name the server serves.")
+    dataset: str = option("", "Prompts: Hub dataset id, local jsonl/json/parquet/csv file, or an artifact ref.")
+    split: str | None = option(None, "Dataset split (default: train).")
+    dataset_config: str | None = option(None, "Hub dataset config (subset) name.", flag="--config")
+    revision: str | None = option(None, "Hub dataset revision (branch, tag or commit).")
+    prompt_column: str = option("problem", "Column with the problem (or with a list of chat messages).")
+    answer_column: str | None = option(None, "Column with the reference answer, carried along for `distill "
+                                             f"filter`; default: the first of {', '.join(ANSWER_COLUMNS)}.")
+    id_column: str | None = option(None, "Column with a unique row id; default: a hash of the prompt.")
+    limit: Optional[int] = option(None, "Use only the first N rows.")
+    system_prompt: str | None = option(None, "System prompt (default: none, i.e. the template's own default).")
+    prompt_template: str = option(prompting.DEFAULT_PROMPT_TEMPLATE, "User turn; {problem} is replaced by the "
+                                                                     "problem.")
+    few_shot: str | None = option(None, "JSON/YAML file: a list of {role, content} messages put before each question.")
+    num_generations: int = option(4, "Samples per prompt.", short="-n")
+    temperature: float = option(0.6, "Sampling temperature.")
+    top_p: float = option(0.95, "Nucleus sampling top-p.")
+    max_tokens: int = option(32768, "Max completion tokens per sample (capped by the model's context).")
+    seed: int = option(0, "Engine seed (vllm): same seed, same samples.")
+    name: str = option("traces", "Name of the output artifact.")
+    engine: str = option("vllm", "vllm (in-process) or openai (an OpenAI-compatible server).")
+    tensor_parallel_size: int = option(1, "vllm: GPUs per model replica.")
+    max_model_len: Optional[int] = option(None, "vllm: context length (default: the model's).")
+    gpu_memory_utilization: Optional[float] = option(None, "vllm: share of GPU memory to use (default 0.9).")
+    dtype: str = option("auto", "vllm: weights dtype (auto, bfloat16, float16, float32).")
+    enforce_eager: bool = option(False, "vllm: no CUDA graphs / compilation; starts much faster (CPU, tests).")
+    max_num_seqs: Optional[int] = option(None, "vllm: sequences decoded together (default: vLLM's).")
+    chat_template: str | None = option(None, "Chat template override (text or .jinja file); openai: recorded "
+                                             "only, start the server with the same template.")
+    base_url: str | None = option(None, "openai: server URL, e.g. http://127.0.0.1:8000/v1.")
+    api_key_env: str | None = option(None, "openai: name of the env var holding the API key (never stored).")
+    max_concurrency: int = option(64, "openai: requests in flight.")
+    request_timeout_s: float = option(600.0, "openai: per-request timeout in seconds.", flag="--request-timeout")
+    max_retries: int = option(6, "openai: retries (exponential backoff) on 429/5xx/timeouts.")
+    tokenizer: str | None = option(None, "openai: the served model's tokenizer (dir or Hub id) to record its chat "
+                                         "template and cap --max-tokens by its context.")
+    price_in: Optional[float] = option(None, "USD per million prompt tokens (cost in the manifest).")
+    price_out: Optional[float] = option(None, "USD per million completion tokens.")
+    shard: str | None = option(None, "Data parallel part i/N (e.g. 0/4): this process generates prompts i, i+N, ...")
+    merge_shards: bool = option(False, "Build the artifact from finished shard parts (no generation).")
+    push_to_hub: str | None = option(None, "Also upload the artifact to this Hub dataset repo.")
+    progress: bool = option(True, "Show a progress bar.")
+
+    def validate(self) -> None:
+        if not self.teacher:
+            raise UserError("pass --teacher (a Hub id, a local model dir, 'bundled' or a checkpoint ref)")
+        if not self.dataset:
+            raise UserError("pass --dataset (a Hub id, a local jsonl/json/parquet file or an artifact ref)")
+        if self.engine not in ("vllm", "openai"):
+            raise UserError(f"unknown --engine {self.engine!r}: use vllm or openai")
+        if self.engine == "openai" and not self.base_url:
+            raise UserError("--engine openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
+        checks = [(self.num_generations >= 1, "-n/--num-generations must be at least 1"),
+                  (self.temperature >= 0, "--temperature must be >= 0"),
+                  (0 < self.top_p <= 1, "--top-p must be in (0, 1]"),
+                  (self.max_tokens >= 1, "--max-tokens must be at least 1"),
+                  (self.limit is None or self.limit >= 1, "--limit must be at least 1"),
+                  (self.max_concurrency >= 1, "--max-concurrency must be at least 1"),
+                  ((self.price_in or 0) >= 0 and (self.price_out or 0) >= 0, "prices must be >= 0"),
+                  (prompting.PROBLEM_SLOT in self.prompt_template, "--prompt-template needs a {problem} slot")]
+        for ok, message in checks:
+            if not ok:
+                raise UserError(message)
+        self.shard_spec()
+
+    def shard_spec(self) -> tuple[int, int]:
+        if not self.shard:
+            return 0, 1
+        try:
+            index, count = (int(x) for x in self.shard.split("/"))
+        except ValueError:
+            index, count = -1, 0
+        if count < 1 or not 0 <= index < count:
+            raise UserError(f"--shard {self.shard!r}: use i/N with 0 <= i < N, e.g. 0/4")
+        return index, count
+
+
+# ---------------------------------------------------------------------------- prompts
+
+
+@dataclass
+class Prompts:
+    """The dataset rows to sample: ids, source positions, problems, messages."""
+
+    ids: list[str]
+    rows: list[int]  # position of each prompt's row in the source dataset
+    problems: list[str]
+    messages: list[list[dict[str, str]]]
+    answer_column: str | None
+    duplicates: int
+    conversations: bool = False  # the prompt column held chat messages (no prompt template applied)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def build_prompts(data, cfg: GenerateConfig, few_shot) -> Prompts:
+    from distill.artifacts.sources import require_columns
+
+    require_columns(data, {"--prompt-column": cfg.prompt_column, "--answer-column": cfg.answer_column,
+                           "--id-column": cfg.id_column}, what=f"dataset {cfg.dataset}")
+    answer_column = cfg.answer_column or next((c for c in ANSWER_COLUMNS if c in data.column_names), None)
+    if cfg.limit:
+        data = data.select(range(min(cfg.limit, len(data))))
+    if len(data) == 0:
+        raise UserError(f"dataset {cfg.dataset} has no rows: nothing to generate")
+    values = data[cfg.prompt_column]
+    given_ids = [None if v is None else str(v) for v in data[cfg.id_column]] if cfg.id_column else None
+    out = Prompts([], [], [], [], answer_column, 0)
+    seen: set[str] = set()
+    for position, value in enumerate(values):
+        if isinstance(value, list):  # a conversation: used as is (an explicit system prompt goes first)
+            messages = prompting.check_messages(value, where=f"row {position} of --prompt-column")
+            if cfg.system_prompt is not None and not (messages and messages[0]["role"] == "system"):
+                messages = [{"role": "system", "content": cfg.system_prompt}] + messages
+            problem = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+            digest_of = json.dumps(messages, sort_keys=True)
+            out.conversations = True
+        elif isinstance(value, str) and value.strip():
+            problem, digest_of = value, value
+            messages = prompting.build_messages(value, system_prompt=cfg.system_prompt,
+                                                prompt_template=cfg.prompt_template, few_shot=few_shot)
+        else:
+            raise UserError(f"row {position} of --prompt-column {cfg.prompt_column!r} is empty or not text "
+                            f"({str(value)[:40]!r}): clean the dataset or pick another column")
+        key = given_ids[position] if given_ids else hashlib.sha256(digest_of.encode()).hexdigest()[:16]
+        if key is None:
+            raise UserError(f"row {position} has no --id-column {cfg.id_column!r} value")
+        if key in seen:
+            if given_ids:
+                raise UserError(f"--id-column {cfg.id_column!r} repeats the id {key!r}: ids must be unique")
+            out.duplicates += 1  # the same prompt twice: sampled once, n times
+            continue
+        seen.add(key)
+        out.ids.append(key)
+        out.rows.append(position)
+        out.problems.append(problem)
+        out.messages.append(messages)
+    return out
+
+
+# ---------------------------------------------------------------------------- teacher and config identity
+
+
+@dataclass
+class Teacher:
+    model: str  # what the engine loads (a path or Hub id) or, for servers, the served model name
+    info: dict[str, Any]
+    checkpoint: Any = None  # the checkpoint Artifact the teacher comes from, if any
+    adapter: str | None = None  # a LoRA checkpoint's adapter folder (vLLM attaches it to `model`, the base)
+    chat_template: str | None = None  # the adapter's trained chat template file, when the base has another
+
+
+def resolve_teacher(cfg: GenerateConfig) -> Teacher:
+    from distill import artifacts, models
+
+    spec = cfg.teacher
+    checkpoint = None
+    if spec not in ("bundled", models.BUNDLED_NAME) and ("@" in spec or not Path(spec).expanduser().exists()):
+        try:
+            checkpoint = artifacts.resolve(spec, kind="checkpoint")
+        except UserError:
+            if "@" in spec:
+                raise
+    adapter = template = None
+    if checkpoint is not None:
+        from distill.models.layout import engine_model
+
+        model, adapter, template = engine_model(checkpoint)
+        if adapter and cfg.engine != "vllm":
+            raise UserError(f"{checkpoint.ref} is a LoRA adapter: generate with --engine vllm (which attaches it "
+                            "to the base), or serve it and pass the served name")
+    elif cfg.engine == "openai" and spec not in ("bundled", models.BUNDLED_NAME) and not Path(spec).exists():
+        model = spec  # a served model name (deepseek-reasoner) or Hub id the server loaded
+    else:
+        model = models.resolve_model(spec)
+    info = {"spec": spec, "model": model, "engine": cfg.engine,
+            "checkpoint": checkpoint.ref if checkpoint else None,
+            "checkpoint_sha256": checkpoint.content_sha256 if checkpoint else None}
+    if adapter:
+        info["adapter"] = adapter
+    return Teacher(model=model, info=info, checkpoint=checkpoint, adapter=adapter, chat_template=template)
+
+
+def config_hash(cfg: GenerateConfig, source_info: dict, teacher: Teacher, few_shot) -> str:
+    """Hash of everything that changes the samples (not infrastructure: engine, URLs, parallelism)."""
+    identity = teacher.info["checkpoint_sha256"] or teacher.model
+    template = prompting.template_text(None, cfg.chat_template) if cfg.chat_template else None
+    payload = {
+        "teacher": identity, "source": {k: v for k, v in source_info.items() if k != "path"},
+        "columns": [cfg.prompt_column, cfg.answer_column, cfg.id_column], "limit": cfg.limit,
+        "system_prompt": cfg.system_prompt, "prompt_template": cfg.prompt_template, "few_shot": few_shot,
+        "chat_template": template, "n": cfg.num_generations, "temperature": cfg.temperature, "top_p": cfg.top_p,
+        "max_tokens": cfg.max_tokens, "seed": cfg.seed, "max_model_len": cfg.max_model_len, "dtype": cfg.dtype,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def run_seed(seed: int, shard: int, count: int, runs_before: int) -> int:
+    """The first run of shard 0 uses --seed itself; others get their own stream (a resumed run reusing
+    the first run's stream would replay its noise on the same prompts: duplicate samples)."""
+    if shard == 0 and runs_before == 0:
+        return seed
+    digest = hashlib.sha256(f"{seed}/{shard}/{count}/{runs_before}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") % (2 ** 31)
+
+
+# ---------------------------------------------------------------------------- the run
+
+
+def run(cfg: GenerateConfig, engine=None):
+    """Generate (or resume, or merge) and return the committed traces Artifact (None: a shard's part is done).
+
+    ``engine``: an open engine to use (and leave open) instead of starting one from ``cfg`` (tests,
+    benchmarks, notebooks); it must serve ``cfg.teacher``."""
+    import datasets
+
+    from distill import artifacts
+    from distill.artifacts.sources import load_input
+
+    datasets.disable_progress_bars()
+    shard, count = cfg.shard_spec()
+    artifacts.validate_name(cfg.name)
+    artifacts.check_name_kind(cfg.name, "traces")
+    teacher = resolve_teacher(cfg)
+    few_shot = prompting.load_few_shot(cfg.few_shot) if cfg.few_shot else None
+    local = Path(cfg.dataset).expanduser()
+    if local.is_file() and local.stat().st_size == 0:
+        raise UserError(f"dataset {cfg.dataset} is empty: nothing to generate")
+    data, source = load_input(cfg.dataset, split=cfg.split, config=cfg.dataset_config, revision=cfg.revision,
+                              limit=cfg.limit)
+    prompts = build_prompts(data, cfg, few_shot)
+    chash = config_hash(cfg, source.info, teacher, few_shot)
+    name_dir = artifacts.home() / artifacts.KIND_DIRS["traces"] / cfg.name
+    store = PartialStore(name_dir / f"{artifacts.PARTIAL_PREFIX}{chash}")
+    if not store.exists():
+        existing = committed_version(cfg.name, chash)
+        if existing is not None:
+            print(f"{existing.ref} already holds these traces (same config {chash}); nothing to do. "
+                  "Change --name or --seed to sample again.")
+            if cfg.push_to_hub:
+                from distill.artifacts import hub
+
+                print(f"pushed {existing.ref} to {hub.push(existing, cfg.push_to_hub)}")
+            return existing
+    ctx = {"cfg": cfg, "data": data, "source": source, "prompts": prompts, "store": store, "teacher": teacher,
+           "few_shot": few_shot, "config_hash": chash, "engine": engine}
+    if cfg.merge_shards:
+        return finish(ctx)
+    if cfg.temperature == 0 and cfg.num_generations > 1:
+        print("warning: --temperature 0 with n > 1 gives n copies of the greedy sample", file=sys.stderr)
+    done = store.done_keys()
+    missing_by_prompt = {p: [i for i in range(cfg.num_generations) if (prompts.ids[p], i) not in done]
+            for p in range(shard, len(prompts), count)}
+    missing_by_prompt = {p: indices for p, indices in missing_by_prompt.items() if indices}
+    if missing_by_prompt:
+        from distill.stages.generate.loop import generate_missing
+
+        generate_missing(ctx, missing_by_prompt, shard, count)
+    elif not store.exists():  # an empty shard (N > prompts): nothing to write but its done mark
+        store.create({"config_hash": chash})
+    store.mark_done(shard, count, {"finished_at": time.time()})
+    waiting = sorted(set(range(count)) - store.done_shards(count))
+    if waiting:
+        print(f"shard {shard}/{count} done; shards {', '.join(map(str, waiting))} still running: the last to finish "
+              "builds the artifact (or rerun this command with --merge-shards once they are done)")
+        return None
+    return finish(ctx)
+
+
+def committed_version(name: str, chash: str):
+    from distill import artifacts
+
+    root = artifacts.home() / artifacts.KIND_DIRS["traces"] / name
+    if not root.is_dir():
+        return None
+    for version_dir in reversed(artifacts.list_versions(root)):
+        try:
+            artifact = artifacts.resolve(str(version_dir))
+        except UserError:
+            continue
+        if (artifact.manifest.get("generation") or {}).get("config_hash") == chash:
+            return artifact
+    return None
+
+
+def finish(ctx: dict[str, Any]):
+    """Build and commit the artifact from the partial dir (one process at a time), then remove it."""
+    from distill import artifacts
+    from distill.artifacts import hub
+    from distill.stages.generate.loop import build_dataset, manifest_parts, print_summary
+
+    cfg, store, prompts = ctx["cfg"], ctx["store"], ctx["prompts"]
+    if not store.exists():
+        raise UserError(f"no generated samples for this config under {store.path.parent}: run without "
+                        "--merge-shards first")
+    with store.merge_lock() as holder:
+        if not holder:
+            print("another process is building the artifact from these parts")
+            return None
+        existing = committed_version(cfg.name, ctx["config_hash"])
+        if existing is None:
+            wanted = {(key, i) for key in prompts.ids for i in range(cfg.num_generations)}
+            missing = len(wanted - store.done_keys())
+            if missing:
+                raise UserError(f"{missing} of {len(wanted)} samples are still missing: run the unfinished shards "
+                                "(or this command without --merge-shards) to generate them")
+            dataset, totals = build_dataset(ctx)
+            parents = [a for a in (ctx["source"].artifact, ctx["teacher"].checkpoint) if a is not None]
+            config = {**to_dict(cfg), "source": ctx["source"].info}
+            with artifacts.create(cfg.name, "traces", config=config, parents=parents) as writer:
+                writer.save_dataset(dataset)
+                stats, extra = manifest_parts(ctx, totals)
+                writer.stats.update(stats)
+                writer.extra.update(extra)
+            existing = artifacts.resolve(str(writer.path))
+            print_summary(existing)
+        else:
+            print(f"{existing.ref} already holds these traces (same config {ctx['config_hash']})")
+    store.remove()
+    if cfg.push_to_hub:
+        print(f"pushed {existing.ref} to {hub.push(existing, cfg.push_to_hub)}")
+    return existing
+
+
+HELP = """Generate teacher reasoning traces into a versioned `traces` artifact (resumable: rerun the same
+command after a crash; data parallel with --shard i/N).
+
+\b
+  distill generate --teacher deepseek-ai/DeepSeek-R1-Distill-Qwen-7B --dataset openai/gsm8k --config main -n 4
+  distill generate --teacher bundled --dataset data/demo/train.jsonl --limit 8 -n 2 --max-tokens 256
+  distill generate --teacher deepseek-reasoner --engine openai --base-url https://api.deepseek.com \\
+      --api-key-env DEEPSEEK_API_KEY --price-in 0.55 --price-out 2.19 --dataset ...
+
+See the docstring of distill/generate.py for resuming, sharding and multi-node teachers."""
+
+command = make_command(GenerateConfig, run, yaml_flag="config-file",
+                       yaml_help="YAML file of defaults for these options (flags override it).", doc=HELP)

@@ -1,0 +1,268 @@
+"""The two halves of a `distill generate` run: sampling into the partial dir, and building the artifact.
+
+    generate_missing(ctx, missing_by_prompt, shard, count)  # engine -> one jsonl line per finished sample (+ progress)
+    dataset, totals = build_dataset(ctx)       # partial dir + source rows -> rows in (prompt, sample) order
+    stats, extra = manifest_parts(ctx, totals) # what the traces manifest records
+
+``ctx`` is the dict ``distill.stages.generate.run`` assembles (config, dataset, prompts, store, teacher...).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import shutil
+import time
+from collections import Counter
+from typing import Any
+
+RESERVED = ("id", "sample_index", "prompt", "problem", "answer", "completion", "finish_reason", "prompt_tokens",
+            "completion_tokens", "teacher", "temperature", "top_p", "max_tokens", "seed", "_order")
+CONVERSATION_FILE = "conversation.json"
+
+
+def explicit_system_prompt(cfg, few_shot) -> str | None:
+    if cfg.system_prompt is not None:
+        return cfg.system_prompt
+    if few_shot and few_shot[0]["role"] == "system":
+        return few_shot[0]["content"]
+    return None
+
+
+# ---------------------------------------------------------------------------- sampling
+
+
+def generate_missing(ctx: dict[str, Any], missing_by_prompt: dict[int, list[int]], shard: int, count: int) -> None:
+    """Sample what ``missing_by_prompt`` lists ({prompt position: missing sample indices}) and persist each sample."""
+    from distill.engines import EngineConfig, Request, SamplingConfig, make_engine
+    from distill.stages.generate import run_seed
+    from distill.stages.generate.store import new_run_id
+
+    cfg, store, prompts = ctx["cfg"], ctx["store"], ctx["prompts"]
+    seed = run_seed(cfg.seed, shard, count, len(store.runs()))
+    engine_cfg = EngineConfig(
+        engine=cfg.engine, model=ctx["teacher"].model, tensor_parallel_size=cfg.tensor_parallel_size,
+        max_model_len=cfg.max_model_len, gpu_memory_utilization=cfg.gpu_memory_utilization, dtype=cfg.dtype,
+        seed=seed, enforce_eager=cfg.enforce_eager, base_url=cfg.base_url, api_key_env=cfg.api_key_env,
+        max_concurrency=cfg.max_concurrency, request_timeout_s=cfg.request_timeout_s, max_retries=cfg.max_retries,
+        chat_template=cfg.chat_template or ctx["teacher"].chat_template,
+        system_prompt=explicit_system_prompt(cfg, ctx["few_shot"]), max_num_seqs=cfg.max_num_seqs,
+        tokenizer=cfg.tokenizer, adapter=ctx["teacher"].adapter)
+    started = time.monotonic()
+    own = ctx.get("engine") is None
+    engine = make_engine(engine_cfg) if own else ctx["engine"]  # errors here leave nothing on disk
+    run_id = new_run_id()
+    stats: dict[str, Any] = {"run": run_id, "shard": f"{shard}/{count}", "seed": seed, "engine": cfg.engine,
+                             "started_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+                             "load_seconds": round(time.monotonic() - started, 2), "engine_seconds": 0.0,
+                             "samples": 0, "prompt_tokens": 0, "completion_tokens": 0}
+    writer = None
+    remaining = {prompts.ids[p]: len(indices) for p, indices in missing_by_prompt.items()}
+    try:
+        store.create({"config_hash": ctx["config_hash"], "name": cfg.name, "teacher": ctx["teacher"].info,
+                      "dataset": ctx["source"].info})
+        if not (store.path / CONVERSATION_FILE).exists():
+            (store.path / CONVERSATION_FILE).write_text(json.dumps(engine.conversation_format(), indent=2))
+        writer = store.writer(f"{shard}of{count}", run_id)
+        requests = (Request(key=prompts.ids[p], messages=prompts.messages[p], sample_indices=indices)
+                    for p, indices in missing_by_prompt.items())
+        sampling = SamplingConfig(n=cfg.num_generations, temperature=cfg.temperature, top_p=cfg.top_p,
+                                  max_tokens=cfg.max_tokens, seed=seed)
+        mine = len(range(shard, len(prompts), count))
+        began = last_saved = time.monotonic()
+        with _progress(cfg.progress) as bar:
+            task = bar.add_task(f"{cfg.name} [{cfg.engine}]", total=mine, completed=mine - len(missing_by_prompt), samples=0,
+                                tps=0.0)
+            for sample in engine.generate(requests, sampling):
+                record = {"id": sample.key, "sample_index": sample.index, "completion": sample.text,
+                          "finish_reason": sample.finish_reason, "prompt_tokens": sample.prompt_tokens,
+                          "completion_tokens": sample.completion_tokens, "run": run_id}
+                if sample.extra.get("error"):
+                    record["error"] = sample.extra["error"]
+                writer.write(record)
+                if not stats["samples"]:
+                    stats["first_sample_seconds"] = round(time.monotonic() - began, 3)
+                stats["samples"] += 1
+                stats["prompt_tokens"] += sample.prompt_tokens
+                stats["completion_tokens"] += sample.completion_tokens
+                remaining[sample.key] -= 1
+                now = time.monotonic()
+                stats["engine_seconds"] = round(now - began, 3)
+                bar.update(task, advance=1 if remaining[sample.key] == 0 else 0, samples=stats["samples"],
+                           tps=stats["completion_tokens"] / max(now - began, 1e-9))
+                if now - last_saved >= 1.0:
+                    store.write_run(run_id, stats)
+                    last_saved = now
+    finally:
+        if writer is not None:
+            writer.close()
+            stats["finished"] = all(v <= 0 for v in remaining.values())
+            store.write_run(run_id, stats)
+        if own:
+            engine.close()
+
+
+def _progress(enabled: bool):
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("prompts"),
+                    TextColumn("{task.fields[samples]} samples"), TextColumn("{task.fields[tps]:.0f} tok/s"),
+                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                    console=Console(stderr=True), disable=not enabled)
+
+
+# ---------------------------------------------------------------------------- the artifact
+
+
+def source_columns(column_names: list[str], cfg, answer_column: str | None) -> list[tuple[str, str]]:
+    """(source name, output name) of the source columns carried into every row."""
+    represented = {"problem": cfg.prompt_column, "answer": answer_column, "id": cfg.id_column}
+    out = []
+    for name in column_names:
+        if name in RESERVED:
+            if represented.get(name) == name:
+                continue  # already there as our own column
+            out.append((name, f"source_{name}"))
+        else:
+            out.append((name, name))
+    return out
+
+
+def _answer(value) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+
+def build_dataset(ctx: dict[str, Any]):
+    """The traces dataset: one row per (prompt, sample index), in dataset order; and token totals."""
+    import datasets
+    from datasets.arrow_writer import ArrowWriter
+
+    cfg, data, prompts, store = ctx["cfg"], ctx["data"], ctx["prompts"], ctx["store"]
+    n = cfg.num_generations
+    carried = source_columns(data.column_names, cfg, prompts.answer_column)
+    message = {"role": datasets.Value("string"), "content": datasets.Value("string")}
+    features = datasets.Features({
+        "id": datasets.Value("string"), "sample_index": datasets.Value("int32"),
+        "prompt": datasets.List(message), "problem": datasets.Value("string"), "answer": datasets.Value("string"),
+        **{out: data.features[src] for src, out in carried},
+        "completion": datasets.Value("string"), "finish_reason": datasets.Value("string"),
+        "prompt_tokens": datasets.Value("int32"), "completion_tokens": datasets.Value("int32"),
+        "teacher": datasets.Value("string"), "temperature": datasets.Value("float64"),
+        "top_p": datasets.Value("float64"), "max_tokens": datasets.Value("int32"), "seed": datasets.Value("int64"),
+        "_order": datasets.Value("int64")})
+    build = store.path / "build"
+    shutil.rmtree(build, ignore_errors=True)
+    build.mkdir()
+    position = {key: i for i, key in enumerate(prompts.ids)}
+    totals: dict[str, Any] = {"samples": 0, "prompt_tokens": 0, "completion_tokens": 0, "finish_reasons": Counter(),
+                              "prompts_too_long": 0}
+    writer = ArrowWriter(features=features, path=str(build / "rows.arrow"))
+    cached_row, cached_at = None, -1
+    for record in store.records():
+        i, index = position.get(record["id"]), int(record["sample_index"])
+        if i is None or index >= n:
+            continue  # not part of this config's prompts
+        if prompts.rows[i] != cached_at:
+            cached_at = prompts.rows[i]
+            cached_row = data[cached_at]
+        writer.write({
+            "id": record["id"], "sample_index": index, "prompt": prompts.messages[i], "problem": prompts.problems[i],
+            "answer": _answer(cached_row.get(prompts.answer_column)) if prompts.answer_column else None,
+            **{out: cached_row[src] for src, out in carried},
+            "completion": record["completion"], "finish_reason": record["finish_reason"],
+            "prompt_tokens": record["prompt_tokens"], "completion_tokens": record["completion_tokens"],
+            "teacher": cfg.teacher, "temperature": cfg.temperature, "top_p": cfg.top_p,
+            "max_tokens": cfg.max_tokens, "seed": cfg.seed, "_order": i * n + index})
+        totals["samples"] += 1
+        totals["prompt_tokens"] += record["prompt_tokens"]
+        totals["completion_tokens"] += record["completion_tokens"]
+        totals["finish_reasons"][record["finish_reason"]] += 1
+        totals["prompts_too_long"] += bool(record.get("error"))
+    writer.finalize()
+    writer.close()
+    rows = datasets.Dataset.from_file(str(build / "rows.arrow"))
+    rows = rows.sort("_order", indices_cache_file_name=str(build / "order.arrow"))
+    rows = rows.flatten_indices(cache_file_name=str(build / "sorted.arrow")).remove_columns("_order")
+    return rows, totals
+
+
+def manifest_parts(ctx: dict[str, Any], totals: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(stats, top-level manifest keys) of a traces artifact."""
+    from distill.environment import distribution_version
+
+    cfg, store, prompts = ctx["cfg"], ctx["store"], ctx["prompts"]
+    runs = store.runs()
+    engine_seconds = sum(r.get("engine_seconds", 0) for r in runs)
+    run_tokens = sum(r.get("completion_tokens", 0) for r in runs)
+    samples = max(totals["samples"], 1)
+    truncated = totals["finish_reasons"].get("length", 0) / samples
+    throughput = round(run_tokens / engine_seconds, 2) if engine_seconds else None
+    conversation_path = store.path / CONVERSATION_FILE
+    engine_format = json.loads(conversation_path.read_text()) if conversation_path.exists() else {}
+    conversation = {**engine_format, "few_shot": ctx["few_shot"],
+                    "prompt_template": None if prompts.conversations else cfg.prompt_template}
+    generation = {
+        "config_hash": ctx["config_hash"], "runs": runs, "shards": sorted({r.get("shard") for r in runs}),
+        "engine_seconds": round(engine_seconds, 2), "load_seconds": round(sum(r.get("load_seconds", 0) for r in runs), 2),
+        "samples": totals["samples"], "prompt_tokens": totals["prompt_tokens"],
+        "completion_tokens": totals["completion_tokens"], "tokens_per_second": throughput,
+        "samples_per_second": round(sum(r.get("samples", 0) for r in runs) / engine_seconds, 3) if engine_seconds
+        else None,
+        "finish_reasons": dict(sorted(totals["finish_reasons"].items())), "truncated_share": round(truncated, 4),
+        "prompts_too_long": totals["prompts_too_long"],
+    }
+    teacher = {**ctx["teacher"].info, "dtype": cfg.dtype, "tensor_parallel_size": cfg.tensor_parallel_size,
+               "max_model_len": cfg.max_model_len,
+               "engine_version": distribution_version("vllm") if cfg.engine == "vllm" else None,
+               "base_url": cfg.base_url if cfg.engine == "openai" else None}
+    source = {**ctx["source"].info, "split": cfg.split, "config": cfg.dataset_config,
+              "prompt_column": cfg.prompt_column, "answer_column": prompts.answer_column,
+              "id_column": cfg.id_column, "limit": cfg.limit, "rows_used": len(prompts) + prompts.duplicates,
+              "prompts": len(prompts), "duplicate_prompts": prompts.duplicates}
+    sampling = {"n": cfg.num_generations, "temperature": cfg.temperature, "top_p": cfg.top_p,
+                "max_tokens": cfg.max_tokens, "seed": cfg.seed}
+    extra: dict[str, Any] = {"conversation": conversation, "teacher": teacher, "source": source,
+                             "sampling": sampling, "generation": generation}
+    cost_usd = None
+    if cfg.price_in is not None or cfg.price_out is not None:
+        cost_usd = round((totals["prompt_tokens"] * (cfg.price_in or 0)
+                          + totals["completion_tokens"] * (cfg.price_out or 0)) / 1e6, 6)
+        extra["cost"] = {"usd": cost_usd, "price_in_per_million": cfg.price_in,
+                         "price_out_per_million": cfg.price_out, "prompt_tokens": totals["prompt_tokens"],
+                         "completion_tokens": totals["completion_tokens"]}
+    stats = {"samples": totals["samples"], "prompts": len(prompts), "prompt_tokens": totals["prompt_tokens"],
+             "completion_tokens": totals["completion_tokens"],
+             "mean_completion_tokens": round(totals["completion_tokens"] / samples, 1),
+             "truncated_share": round(truncated, 4), "tokens_per_second": throughput,
+             "engine_seconds": round(engine_seconds, 2), "cost_usd": cost_usd}
+    return stats, extra
+
+
+def print_summary(artifact) -> None:
+    """The end-of-run summary: samples, tokens, throughput, truncated share, cost."""
+    manifest = artifact.manifest
+    gen, stats = manifest["generation"], manifest["stats"]
+    reasons = ", ".join(f"{k} {v}" for k, v in gen["finish_reasons"].items())
+    lines = [
+        f"{artifact.ref}: {gen['samples']} samples of {stats['prompts']} prompts; "
+        f"{gen['completion_tokens']:,} completion tokens (mean {stats['mean_completion_tokens']:,}), "
+        f"{gen['prompt_tokens']:,} prompt tokens",
+        f"  throughput {gen['tokens_per_second'] or 0:,.1f} tok/s over {gen['engine_seconds']:.1f} s of "
+        f"generation ({len(gen['runs'])} run(s), engine start {gen['load_seconds']:.1f} s)",
+        f"  finish: {reasons}; truncated {gen['truncated_share']:.1%}"
+        + (f"; {gen['prompts_too_long']} prompt(s) longer than the context" if gen["prompts_too_long"] else ""),
+    ]
+    if manifest.get("cost"):
+        lines.append(f"  cost ${manifest['cost']['usd']:,.4f}")
+    lines.append(f"  -> {artifact.path}")
+    print("\n".join(lines))

@@ -1,0 +1,345 @@
+"""`distill train`: supervised fine-tuning of a student on teacher traces (TRL SFTTrainer).
+
+    distill train --recipe qwen-7b --dataset filtered@v3                        # full fine-tune, 8 GPUs, ZeRO-3
+    distill train --recipe qwen-7b --lora --num-gpus 1 --set learning_rate=1e-4  # LoRA on one GPU
+    distill train --recipe qwen-7b --load-in-4bit --num-gpus 1 --merge          # QLoRA, plus a merged model
+    distill train --recipe smol-demo --dataset filtered@latest                  # bundled SmolLM2-135M on CPU
+    distill train --recipe qwen-1.5b --dataset a@v1:0.7 --dataset b@v2:0.3      # a weighted mixture
+    distill train --recipe openthoughts-7b --dataset openthoughts-114k          # the OpenThinker-7B recipe
+
+Each example is the conversation the traces were made with (system prompt, user = problem) plus the
+assistant turn `<think>\\n{reasoning}\\n</think>\\n\\n{answer}`; only the assistant turn and its
+end-of-turn token reach the loss. Examples longer than --max-length are dropped (counted) unless
+--truncate. Writes HOME/checkpoints/NAME/vNNNN/ (NAME: --name, else the recipe name): model/ (the full
+model or the LoRA adapter, the tokenizer with the chat template used, generation_config.json), merged/
+with --merge, README.md (model card), loss_curve.png, metrics.json, trainer_state.json and manifest.json
+(lineage with dataset hashes, recipe + overrides, `conversation`, `base_model`, trainer state).
+Resumable trainer checkpoints live in HOME/checkpoints/NAME/.runs/<run hash>/ until the run succeeds:
+the same command resumes there; SIGTERM (preemption) saves one and exits 143.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import shutil
+import sys
+from collections import Counter
+from pathlib import Path
+
+from distill import artifacts
+from distill.artifacts import hub
+from distill.config import build, make_command, to_dict
+from distill.errors import UserError
+from distill.stages.train.config import NOT_HASHED, TrainConfig
+from distill.stages.train.recipes import BASE, load_recipe, resolve_recipe
+
+
+def _say(message: str) -> None:
+    if os.environ.get("RANK", "0") == "0":  # one voice in a distributed run
+        print(f"[train] {message}", file=sys.stderr, flush=True)
+
+
+def run(cfg: TrainConfig):
+    """Train and commit a checkpoint artifact (returns it; None on non-zero ranks)."""
+    from distill.stages.train import launch
+
+    if launch.should_relaunch(cfg):
+        code = launch.relaunch(cfg)
+        if code:
+            raise SystemExit(code)
+        return None
+    import datasets
+
+    caching = datasets.is_caching_enabled()
+    datasets.disable_caching()  # never write cache files into the input artifacts (maps go to a temp dir)
+    try:
+        return _train(cfg)
+    finally:
+        if caching:
+            datasets.enable_caching()
+
+
+def _train(cfg: TrainConfig):
+    from distill.stages.train import data, launch, templates
+    from distill.stages.train import model as student
+
+    name = artifacts.validate_name(cfg.output_name)
+    artifacts.check_name_kind(name, "checkpoint")
+    inputs = data.load_inputs(cfg.dataset, cfg.split, cfg)
+    conversation_in = next((i.conversation for i in inputs if i.conversation), None) or {}
+
+    student_path, student_artifact = student.resolve_student(cfg.model)
+    tokenizer = student.load_tokenizer(student_path, cfg.model_revision)
+    plan = templates.choose_plan(cfg.chat_template, tokenizer, conversation_in.get("chat_template"))
+    special = templates.set_stop_and_pad(tokenizer, plan.end_of_turn)
+    for note in plan.notes:
+        _say(note)
+    _say(f"chat template: {plan.source} ({plan.family or 'unrecognised'}, masks by {plan.method}); end of turn "
+         f"{plan.end_of_turn!r}, pad {tokenizer.pad_token!r}")
+
+    default_system = _default_system(conversation_in, plan, tokenizer)
+    prompt_template = cfg.prompt_template if cfg.prompt_template is not None else conversation_in.get(
+        "prompt_template")
+    train_rows, eval_rows, mix = data.build_conversations(inputs, cfg, default_system, prompt_template,
+                                                          cfg.dataset_num_proc)
+    train_ds, train_stats = data.tokenize(train_rows, tokenizer, plan, cfg, cfg.dataset_num_proc)
+    if not len(train_ds):
+        raise UserError(f"no training example fits: {train_stats['rows']} rows, {train_stats.get('dropped_too_long')} "
+                        f"longer than max_length={cfg.max_length} (longest {train_stats['longest']} tokens); raise "
+                        "--max-length or pass --truncate")
+    eval_ds, eval_stats = (data.tokenize(eval_rows, tokenizer, plan, cfg, cfg.dataset_num_proc, "eval")
+                           if eval_rows is not None else (None, {}))
+    eval_ds = eval_ds if eval_ds is not None and len(eval_ds) else None
+    _say(f"{train_stats['kept']} training examples ({train_stats['trained_tokens']} trained tokens), "
+         f"{len(eval_ds) if eval_ds else 0} eval; dropped {train_stats.get('dropped_too_long', 0)} longer than "
+         f"{cfg.max_length} tokens" + (f", truncated {train_stats['truncated']}" if cfg.truncate else ""))
+
+    precision = student.resolve_precision(cfg.precision)
+    accumulation = _accumulation(cfg, launch.world_size())
+    run_dir = _run_dir(name, cfg, inputs, plan, launch.world_size())
+    _say(f"recipe {cfg.recipe}, overrides {json.dumps(_overrides(cfg), default=str)}; {precision}, "
+         f"{launch.world_size()} process(es) x batch {cfg.per_device_train_batch_size} x accumulation {accumulation}")
+    if os.environ.get("RANK", "0") == "0":
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "distill_config.json").write_text(json.dumps(to_dict(cfg), indent=2, default=str) + "\n")
+    trainer, callbacks = _make_trainer(cfg, name, student_path, tokenizer, special, precision, accumulation,
+                                       run_dir, train_ds, eval_ds)
+    last = _last_checkpoint(run_dir) if cfg.resume else None
+    if last:
+        _say(f"resuming from {last}")
+    preemption = callbacks[0]
+    preemption.install()
+    try:
+        result = trainer.train(resume_from_checkpoint=last)
+    finally:
+        preemption.uninstall()
+    if preemption.preempted:
+        launch.mark_preempted()
+        _say(f"SIGTERM: saved a resumable checkpoint in {run_dir}; run the same command to resume")
+        raise SystemExit(launch.PREEMPTED_EXIT)
+    metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}
+    if eval_ds is not None:
+        metrics.update({k: v for k, v in trainer.evaluate().items() if isinstance(v, (int, float))})
+    final_dir = run_dir / "final"
+    trainer.save_model(str(final_dir))
+    if not trainer.is_world_process_zero():
+        return None
+    context = dict(name=name, inputs=inputs, mix=mix, plan=plan, conversation_in=conversation_in,
+                   student_path=student_path, student_artifact=student_artifact, tokenizer=tokenizer,
+                   special=special, precision=precision, train_stats=train_stats, eval_stats=eval_stats,
+                   metrics=metrics, trainer=trainer, run_dir=run_dir, final_dir=final_dir, train_rows=train_rows,
+                   prompt_template=prompt_template, accumulation=accumulation)
+    artifact = _commit(cfg, **context)
+    if not cfg.keep_run_dir:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    _say(f"wrote {artifact.ref} at {artifact.path}" + (f" (eval loss {metrics['eval_loss']:.4f})"
+                                                       if "eval_loss" in metrics else ""))
+    if cfg.push_to_hub:
+        _say(f"pushed to {hub.push(artifact, cfg.push_to_hub)}")
+    print(artifact.ref)
+    return artifact
+
+
+# ---------------------------------------------------------------------------- pieces
+
+
+def _default_system(conversation: dict, plan, tokenizer) -> str | None:
+    """The traces' system prompt, unless the chosen template already writes it by default."""
+    system = conversation.get("system_prompt")
+    if not system:
+        return None
+    rendered = tokenizer.apply_chat_template([{"role": "user", "content": "x"}], chat_template=plan.inference,
+                                             tokenize=False)
+    return None if system in rendered else system
+
+
+def _accumulation(cfg: TrainConfig, world: int) -> int:
+    if not cfg.global_batch_size:
+        return cfg.gradient_accumulation_steps
+    per_step = cfg.per_device_train_batch_size * world
+    if cfg.global_batch_size % per_step:
+        raise UserError(f"global_batch_size {cfg.global_batch_size} is not a multiple of per-device batch "
+                        f"{cfg.per_device_train_batch_size} x {world} device(s): adjust one of them")
+    return cfg.global_batch_size // per_step
+
+
+def _run_dir(name: str, cfg: TrainConfig, inputs, plan, world: int) -> Path:
+    """HOME/checkpoints/NAME/.runs/<hash of everything that shapes the training>/."""
+    key = {k: v for k, v in to_dict(cfg).items() if k not in NOT_HASHED}
+    key.update(inputs=[i.source.info for i in inputs], template=plan.sha256, world=world)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return artifacts.home() / artifacts.KIND_DIRS["checkpoint"] / name / artifacts.RUNS_DIR / digest
+
+
+def _last_checkpoint(run_dir: Path) -> str | None:
+    """The newest complete trainer checkpoint (trainer_state.json is written last)."""
+    if not run_dir.is_dir():
+        return None
+    done = [p for p in run_dir.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    return str(max(done, key=lambda p: int(p.name.split("-")[-1]))) if done else None
+
+
+def _report_to(cfg: TrainConfig) -> list[str]:
+    import importlib.util
+
+    if cfg.report_to in (["auto"], []):
+        return ["tensorboard"] if importlib.util.find_spec("tensorboard") else []
+    return [t for t in cfg.report_to if t not in ("none", "auto")]
+
+
+def _next_version(name: str) -> str:
+    folder = artifacts.home() / artifacts.KIND_DIRS["checkpoint"] / name
+    versions = artifacts.list_versions(folder) if folder.is_dir() else []
+    return artifacts.format_version(int(versions[-1].name[1:]) + 1 if versions else 1)
+
+
+def _make_trainer(cfg, name, student_path, tokenizer, special, precision, accumulation, run_dir, train_ds, eval_ds):
+    from trl import SFTConfig, SFTTrainer
+
+    from distill.stages.train import callbacks as cb
+    from distill.stages.train import launch
+    from distill.stages.train import model as student
+
+    eval_steps = cfg.eval_steps or cfg.save_steps
+    # The arguments come first: under `accelerate launch` with ZeRO-3 they register the DeepSpeed config, so
+    # that from_pretrained below partitions the weights across ranks instead of loading them whole on each.
+    args = SFTConfig(
+        output_dir=str(run_dir), run_name=f"{name}@{_next_version(name)}", report_to=_report_to(cfg),
+        num_train_epochs=cfg.num_train_epochs, max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler_type, warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay,
+        optim=cfg.optim, per_device_train_batch_size=cfg.per_device_train_batch_size,
+        per_device_eval_batch_size=cfg.per_device_eval_batch_size or cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=accumulation, max_grad_norm=cfg.max_grad_norm,
+        bf16=precision == "bf16", fp16=precision == "fp16", gradient_checkpointing=cfg.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
+        use_liger_kernel=cfg.use_liger_kernel, seed=cfg.seed, data_seed=cfg.seed,
+        logging_steps=cfg.logging_steps, logging_first_step=True, save_strategy="steps", save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit, eval_strategy="steps" if eval_ds is not None else "no",
+        eval_steps=eval_steps, max_length=cfg.max_length, packing=cfg.packing, packing_strategy="bfd",
+        dataset_num_proc=cfg.dataset_num_proc, include_num_input_tokens_seen="non_padding",
+        ddp_find_unused_parameters=False if launch.world_size() > 1 else None,
+        remove_unused_columns=True, disable_tqdm=False)
+    model = student.load_model(student_path, cfg, precision)
+    if special["pad_added"]:
+        model.resize_token_embeddings(len(tokenizer))
+    callbacks = [cb.PreemptionCallback(), cb.TrackerConfigCallback(to_dict(cfg))]
+    trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                         processing_class=tokenizer, peft_config=student.lora_config(cfg) if cfg.lora else None,
+                         callbacks=callbacks)
+    callbacks[1].handler = trainer.callback_handler
+    return trainer, callbacks
+
+
+def _overrides(cfg: TrainConfig) -> dict:
+    reference = to_dict(build(TrainConfig, load_recipe(cfg.recipe))) if cfg.recipe else to_dict(TrainConfig())
+    return {k: v for k, v in to_dict(cfg).items() if k != "recipe" and reference.get(k) != v}
+
+
+def _card_base_model(spec: str, resolved: str) -> str:
+    from distill import models
+
+    if spec in ("bundled", models.BUNDLED_NAME):
+        return "HuggingFaceTB/SmolLM2-135M-Instruct"
+    return spec if Path(resolved).exists() else resolved
+
+
+def _licenses(parents, own: dict) -> dict:
+    merged: dict = {}
+    for parent in parents:
+        merged.update(parent.manifest.get("licenses") or {})
+    return {**merged, **own}
+
+
+def _system_prompt_used(train_rows) -> str | None:
+    """The system prompt most training conversations carry (None when most carry none)."""
+    sample = train_rows.select(range(min(len(train_rows), 1000)))["messages"]
+    counts = Counter(m[0]["content"] if m and m[0]["role"] == "system" else None for m in sample)
+    return counts.most_common(1)[0][0] if counts else None
+
+
+def _commit(cfg: TrainConfig, *, name, inputs, mix, plan, conversation_in, student_path, student_artifact, tokenizer,
+            special, precision, train_stats, eval_stats, metrics, trainer, run_dir, final_dir, train_rows,
+            prompt_template, accumulation):
+    from distill import models
+    from distill.stages.train import callbacks as cb
+    from distill.stages.train import card, launch
+    from distill.stages.train import model as student
+
+    parents = [i.source.artifact for i in inputs if i.source.artifact is not None]
+    if student_artifact is not None:
+        parents.append(student_artifact)
+    licenses = {"student": models.BUNDLED_LICENSE} if cfg.model in ("bundled", models.BUNDLED_NAME) else {}
+    conversation = {
+        "chat_template": plan.inference, "chat_template_sha256": plan.sha256,
+        "system_prompt": _system_prompt_used(train_rows), "few_shot": conversation_in.get("few_shot")
+        if cfg.keep_few_shot else None, "prompt_template": prompt_template, "prefill": None,
+        "source": plan.source, "family": plan.family, "end_of_turn": plan.end_of_turn, "loss_masks": plan.method,
+    }
+    adapter = bool(cfg.lora)
+    state = trainer.state
+    with artifacts.create(name, "checkpoint", config=to_dict(cfg), parents=parents, licenses=licenses) as writer:
+        shutil.move(str(final_dir), str(writer.model_path))
+        (writer.model_path / "training_args.bin").unlink(missing_ok=True)
+        eos_ids = student.stop_token_ids(tokenizer, getattr(trainer.model, "generation_config", None))
+        targets = [writer.model_path]
+        if cfg.merge:
+            _say("merging the adapter into the base model")
+            student.merge_adapter(student_path, writer.model_path, writer.path / "merged", precision,
+                                  cfg.model_revision, len(tokenizer) if special["pad_added"] else None)
+            targets.append(writer.path / "merged")
+        for target in targets:
+            student.save_tokenizer(tokenizer, target, plan.inference)
+            student.write_generation_config(target, tokenizer, eos_ids, cfg.temperature, cfg.top_p)
+            student.fix_model_config(target, tokenizer)
+        state.save_to_json(str(writer.path / "trainer_state.json"))
+        cb.plot_loss_curve(state.log_history, writer.path / "loss_curve.png", f"{name} ({cfg.model})")
+        if (run_dir / "runs").is_dir():
+            shutil.copytree(run_dir / "runs", writer.path / "tensorboard")
+        (writer.path / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        teachers = sorted({t for t in (card.find_teacher(i.source.artifact) for i in inputs) if t})
+        writer.counts.update(train_examples=train_stats["kept"], eval_examples=eval_stats.get("kept", 0))
+        writer.stats.update(train=train_stats, eval=eval_stats, mixture=mix, metrics=metrics)
+        writer.extra.update(
+            conversation=conversation, base_model=student_path, teacher=teachers[0] if teachers else None,
+            student={"spec": cfg.model, "resolved": student_path, "revision": cfg.model_revision,
+                     "ref": student_artifact.ref if student_artifact else None},
+            datasets=[{**d, "sha256": d["source"].get("sha256")} for d in mix["datasets"]],
+            training={"recipe": cfg.recipe, "overrides": _overrides(cfg), "precision": precision,
+                      "gradient_accumulation_steps": accumulation, "world_size": trainer.args.world_size,
+                      "adapter": adapter, "merged": bool(cfg.merge), "run_name": trainer.args.run_name,
+                      "report_to": trainer.args.report_to, "special_tokens": special,
+                      "distributed": launch.distributed_summary(trainer)},
+            trainer_state={"global_step": state.global_step, "epoch": state.epoch, "max_steps": state.max_steps,
+                           "num_input_tokens_seen": state.num_input_tokens_seen, "total_flos": state.total_flos,
+                           "train_loss": metrics.get("train_loss"), "eval_loss": metrics.get("eval_loss")})
+        (writer.path / "README.md").write_text(card.model_card(
+            name=name, version=_next_version(name), base_model=_card_base_model(cfg.model, student_path),
+            teachers=teachers, datasets=mix["datasets"], cfg=to_dict(cfg), metrics=metrics,
+            conversation=conversation, adapter=adapter, merged=bool(cfg.merge),
+            licenses=_licenses(parents, licenses), stats=train_stats))
+    return artifacts.resolve(str(writer.path))
+
+
+# ---------------------------------------------------------------------------- CLI
+
+
+def _with_base_recipe(command):
+    """Without --recipe the base recipe gives the defaults."""
+    @functools.wraps(command)
+    def wrapper(**kwargs):
+        kwargs["_yaml_arg"] = kwargs.get("_yaml_arg") or BASE
+        return command(**kwargs)
+
+    wrapper.__signature__ = command.__signature__
+    return wrapper
+
+
+command = _with_base_recipe(make_command(
+    TrainConfig, run, yaml_flag="recipe", yaml_resolver=resolve_recipe,
+    yaml_help="Recipe: a name from recipes/ (qwen-1.5b, qwen-7b, qwen-32b, llama-8b, openthoughts-7b, smol-demo, "
+              "...) or a YAML file; flags and --set override it.  [default: base]",
+    doc="SFT a student on teacher traces with TRL (full, LoRA, QLoRA); writes a checkpoint artifact.\n\n"
+        "Example: distill train --recipe qwen-7b --dataset filtered@v3 --lora --set learning_rate=1e-4"))

@@ -115,9 +115,9 @@ def run() -> list[dict]:
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     from distill.engines import EngineConfig, make_engine
     from distill.engines.chat import build_messages
-    from distill.models import materialize_bundled_model
+    from distill.models.bundled import materialize
 
-    model_dir = str(materialize_bundled_model())
+    model_dir = str(materialize())
     conversations = [build_messages(p) for p in prompts()]
     data_file = Path(tempfile.mkdtemp(prefix="bench-generate-data-")) / "prompts.jsonl"
     data_file.write_text("".join(json.dumps({"problem": p}) + "\n" for p in prompts()))

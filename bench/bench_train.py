@@ -45,9 +45,9 @@ def _model_dir(root: Path) -> Path:
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     sys.path.insert(0, str(REPO))
-    from distill.models import materialize_bundled_model
+    from distill.models.bundled import materialize
 
-    tokenizer = AutoTokenizer.from_pretrained(materialize_bundled_model())
+    tokenizer = AutoTokenizer.from_pretrained(materialize())
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=256, intermediate_size=768, num_hidden_layers=4,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,

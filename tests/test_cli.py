@@ -9,6 +9,7 @@ from fixtures_models import run_cli
 
 from distill import artifacts, config
 from distill.artifacts import hub
+from distill.cli import options
 from distill.errors import UserError
 
 
@@ -55,7 +56,7 @@ def test_make_command_builds_typer_options(tmp_path):
 
     seen = {}
     app = typer.Typer(rich_markup_mode=None)
-    app.command("demo")(config.make_command(_Demo, lambda cfg: seen.setdefault("cfg", cfg)))
+    app.command("demo")(options.make_command(_Demo, lambda cfg: seen.setdefault("cfg", cfg)))
     app.command("other")(lambda: None)
     recipe = tmp_path / "r.yaml"
     recipe.write_text("steps: 20\n")

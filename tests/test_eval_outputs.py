@@ -188,7 +188,7 @@ def test_lora_checkpoints_vllm_cannot_attach_are_refused(home, bundled_model_dir
 
 
 def test_adapter_base_falls_back_to_the_adapters_own_record(home, bundled_model_dir):
-    from distill.models.layout import engine_model
+    from distill import models
 
     with artifacts.create("moved-lora", "checkpoint") as writer:
         writer.model_path.mkdir()
@@ -197,6 +197,7 @@ def test_adapter_base_falls_back_to_the_adapters_own_record(home, bundled_model_
         (writer.model_path / "chat_template.jinja").write_text("{{ messages }}")
         writer.extra["student"] = {"spec": "./relative/student/from/another/cwd"}
     artifact = artifacts.resolve("moved-lora")
-    model, adapter, template = engine_model(artifact)
+    ref = models.resolve(str(artifact.path))
+    model, adapter, template = ref.path, ref.adapter, ref.chat_template
     assert model == str(bundled_model_dir) and adapter == str(artifact.model_path)
     assert template == str(artifact.model_path / "chat_template.jinja")

@@ -131,7 +131,6 @@ def test_system_prompt_and_answer_tags_always_agree():
     assert "openthoughts" in schema.tags_disagree(schema.SKY_T1_SYSTEM_PROMPT, converted)
     assert "think" in schema.tags_disagree(think_system, native)
     assert schema.tags_disagree(None, converted) is None and schema.tags_disagree("Be brief.", native) is None
-    assert schema.think_to_openthoughts(converted) == (native, True)
 
 
 # ---------------------------------------------------------------------------- other sources

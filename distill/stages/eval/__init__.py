@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from distill import artifacts
-from distill.config import make_command, option, to_dict
+from distill.config import option, to_dict
 from distill.errors import UserError
 
 
@@ -218,32 +218,12 @@ def messages_for(problem, conversation: dict[str, Any]) -> list[dict[str, str]]:
 # ---------------------------------------------------------------------------- model
 
 
-def resolve_checkpoint(spec: str | None):
-    """The checkpoint artifact behind ``spec`` (None for bundled / a dir / a Hub id)."""
-    from distill.models import BUNDLED_NAME
+def engine_model(cfg: EvalConfig):
+    """What the engine loads (a checkpoint's full or merged model, or its base + adapter; a served name with
+    the openai engine), or None when scoring precomputed --outputs without a model."""
+    from distill import models
 
-    if not spec or spec in ("bundled", BUNDLED_NAME):
-        return None
-    try:
-        return artifacts.resolve(spec, kind="checkpoint")
-    except UserError:
-        if "@" in spec:
-            raise
-        return None
-
-
-def engine_model(cfg: EvalConfig, checkpoint) -> tuple[str | None, str | None, str | None]:
-    """(model the engine loads, LoRA adapter folder, chat template file): a checkpoint's full or merged
-    model, or its base + adapter (distill.models.layout decides, as for generate); else the --model spec."""
-    from distill.models import resolve_model
-
-    if checkpoint is None:
-        if cfg.engine == "openai" and cfg.model and not Path(cfg.model).expanduser().exists():
-            return cfg.model, None, None  # the name the server serves it under
-        return (resolve_model(cfg.model) if cfg.model else None), None, None
-    from distill.models.layout import engine_model as checkpoint_model
-
-    return checkpoint_model(checkpoint)
+    return models.resolve(cfg.model, served=cfg.engine == "openai") if cfg.model else None
 
 
 def model_info(cfg: EvalConfig, path: str | None, checkpoint, engine_format: dict[str, Any],
@@ -266,11 +246,11 @@ def model_info(cfg: EvalConfig, path: str | None, checkpoint, engine_format: dic
 
 
 def default_name(cfg: EvalConfig, checkpoint, outputs_source) -> str:
-    from distill.models import BUNDLED_NAME
+    from distill.models import BUNDLED_NAME, is_bundled
 
     if checkpoint is not None:
         base = checkpoint.name
-    elif cfg.model in ("bundled", BUNDLED_NAME):
+    elif is_bundled(cfg.model):
         base = BUNDLED_NAME
     elif cfg.model:
         base = Path(cfg.model.rstrip("/")).name
@@ -304,8 +284,10 @@ def run(cfg: EvalConfig, engine=None) -> str | None:
     if cfg.push_to_hub and any(b.gated for b in benches):
         raise UserError("gpqa-diamond must not be published (its authors ask that its questions stay off the web): "
                         "drop --push-to-hub or leave gpqa-diamond out of this eval")
-    checkpoint = resolve_checkpoint(cfg.model)
-    path, adapter, adapter_template = engine_model(cfg, checkpoint)
+    model_ref = engine_model(cfg)
+    checkpoint = model_ref.checkpoint if model_ref else None
+    path, adapter, adapter_template = (model_ref.path, model_ref.adapter, model_ref.chat_template) if model_ref \
+        else (None, None, None)
     if adapter and cfg.engine != "vllm":
         raise UserError(f"{checkpoint.ref} is a LoRA adapter: evaluate it with --engine vllm (which attaches it to "
                         "the base), or serve it and pass the served name")
@@ -451,14 +433,3 @@ def save(cfg, name, records, benches, checkpoint, path, sampling, conversation, 
 
 def _storable(record: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if not k.startswith("_")}
-
-
-def _click_help(doc: str) -> str:
-    """Keep the docstring's indented blocks (commands, protocol table) as they are in --help."""
-    paragraphs = doc.strip().split("\n\n")
-    return "\n\n".join("\b\n" + p if any(line.startswith("    ") for line in p.splitlines()) else p
-                       for p in paragraphs)
-
-
-command = make_command(EvalConfig, lambda cfg: run(cfg), doc=_click_help(__doc__), positional=("evals",))
-

@@ -62,15 +62,6 @@ class Estimate:
         low, high = (data.get("ci95") or [None, None])[:2]
         return cls(data.get("mean"), data.get("stderr"), low, high, int(data.get("count") or 0))
 
-    def format(self, percent: bool = True, digits: int = 1) -> str:
-        """``"42.0 ± 3.1"`` (± the standard error), or ``"n/a"``."""
-        if self.mean is None:
-            return "n/a"
-        scale = 100.0 if percent else 1.0
-        text = f"{self.mean * scale:.{digits}f}"
-        if self.stderr is not None:
-            text += f" ± {self.stderr * scale:.{digits}f}"
-        return text
 
 
 def estimate(values: Iterable[float | None], low: float | None = 0.0, high: float | None = 1.0) -> Estimate:
@@ -117,14 +108,3 @@ def paired_difference(after: Mapping[str, float | None], before: Mapping[str, fl
     diffs = [float(after[key]) - float(before[key]) for key in common]
     return estimate(diffs, low=-bound if bound is not None else None, high=bound)
 
-
-def rate_estimates(per_problem: Iterable[Mapping[str, float | None]], keys: Iterable[str],
-                   unbounded: Iterable[str] = ()) -> dict[str, Estimate]:
-    """One ``Estimate`` per key over a list of per-problem value dicts."""
-    rows = list(per_problem)
-    unbounded = set(unbounded)
-    out = {}
-    for key in keys:
-        values = [row.get(key) for row in rows]
-        out[key] = estimate(values, low=None, high=None) if key in unbounded else estimate(values)
-    return out

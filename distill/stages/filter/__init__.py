@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from distill.config import make_command, option, to_dict
+from distill.config import option, to_dict
 from distill.errors import UserError
 
 
@@ -430,9 +430,3 @@ def _progress():
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                     console=Console(stderr=True), transient=True)
-
-
-# "\b" keeps click from re-wrapping the example block of the docstring in --help
-command = make_command(FilterConfig, run, yaml_flag="config-file",
-                       yaml_help="YAML file of defaults for these options (flags override it).",
-                       doc=__doc__.replace("\n\n    distill filter", "\n\n\b\n    distill filter", 1))

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from distill.config import make_command, option, to_dict
+from distill.config import option, to_dict
 from distill.engines import chat as prompting
 from distill.errors import UserError
 from distill.stages.generate.store import PartialStore
@@ -217,34 +217,20 @@ class Teacher:
 
 
 def resolve_teacher(cfg: GenerateConfig) -> Teacher:
-    from distill import artifacts, models
+    from distill import models
 
-    spec = cfg.teacher
-    checkpoint = None
-    if spec not in ("bundled", models.BUNDLED_NAME) and ("@" in spec or not Path(spec).expanduser().exists()):
-        try:
-            checkpoint = artifacts.resolve(spec, kind="checkpoint")
-        except UserError:
-            if "@" in spec:
-                raise
-    adapter = template = None
-    if checkpoint is not None:
-        from distill.models.layout import engine_model
-
-        model, adapter, template = engine_model(checkpoint)
-        if adapter and cfg.engine != "vllm":
-            raise UserError(f"{checkpoint.ref} is a LoRA adapter: generate with --engine vllm (which attaches it "
-                            "to the base), or serve it and pass the served name")
-    elif cfg.engine == "openai" and spec not in ("bundled", models.BUNDLED_NAME) and not Path(spec).exists():
-        model = spec  # a served model name (deepseek-reasoner) or Hub id the server loaded
-    else:
-        model = models.resolve_model(spec)
-    info = {"spec": spec, "model": model, "engine": cfg.engine,
+    ref = models.resolve(cfg.teacher, served=cfg.engine == "openai")
+    checkpoint = ref.checkpoint
+    if ref.adapter and cfg.engine != "vllm":
+        raise UserError(f"{checkpoint.ref} is a LoRA adapter: generate with --engine vllm (which attaches it "
+                        "to the base), or serve it and pass the served name")
+    info = {"spec": cfg.teacher, "model": ref.path, "engine": cfg.engine,
             "checkpoint": checkpoint.ref if checkpoint else None,
             "checkpoint_sha256": checkpoint.content_sha256 if checkpoint else None}
-    if adapter:
-        info["adapter"] = adapter
-    return Teacher(model=model, info=info, checkpoint=checkpoint, adapter=adapter, chat_template=template)
+    if ref.adapter:
+        info["adapter"] = ref.adapter
+    return Teacher(model=ref.path, info=info, checkpoint=checkpoint, adapter=ref.adapter,
+                   chat_template=ref.chat_template)
 
 
 def config_hash(cfg: GenerateConfig, source_info: dict, teacher: Teacher, few_shot) -> str:
@@ -398,6 +384,3 @@ command after a crash; data parallel with --shard i/N).
       --api-key-env DEEPSEEK_API_KEY --price-in 0.55 --price-out 2.19 --dataset ...
 
 See the docstring of distill/generate.py for resuming, sharding and multi-node teachers."""
-
-command = make_command(GenerateConfig, run, yaml_flag="config-file",
-                       yaml_help="YAML file of defaults for these options (flags override it).", doc=HELP)

@@ -16,11 +16,10 @@ the resolved revision (or the local files' sha256) and the licence.
 from __future__ import annotations
 
 import functools
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from typing import Optional  # not `int | None`: distill.config coerces only typing.Optional ints
-
-import typer
 
 from distill import artifacts, config
 from distill.artifacts import hub
@@ -28,7 +27,8 @@ from distill.config import option
 from distill.errors import UserError
 from distill.stages.imports import schema
 from distill.stages.imports.loading import describe, load_raw
-from distill.stages.imports.registry import Context, get_source, sources
+from distill.stages.imports.registry import get_source, sources
+from distill.stages.imports.spec import Context
 
 
 @dataclass
@@ -133,18 +133,12 @@ def run(cfg: ImportConfig):
             "prefill": None, "system_prompt": checks["system_prompt"], "reasoning_tags": checks["reasoning_tags"],
         }
     artifact = artifacts.resolve(f"{name}@{writer.path.name}", kind="imported")
-    typer.echo(f"imported {len(data)} rows from {len(raw)} published rows of {describe(info)} "
+    print(f"imported {len(data)} rows from {len(raw)} published rows of {describe(info)} "
                f"[{config_name}/{split}, {cfg.format}] -> {artifact.ref}")
     if checks["tag_mismatch"] or checks["malformed"]:
-        typer.echo(f"note: {checks['malformed']} malformed trace(s), {checks['tag_mismatch']} whose tags disagree "
-                   "with the system prompt (kept as published; `distill filter` rejects them)", err=True)
-    typer.echo(f"licence: {spec.license} ({spec.license_note})")
+        print(f"note: {checks['malformed']} malformed trace(s), {checks['tag_mismatch']} whose tags disagree "
+                   "with the system prompt (kept as published; `distill filter` rejects them)", file=sys.stderr)
+    print(f"licence: {spec.license} ({spec.license_note})")
     if cfg.push_to_hub:
-        typer.echo(f"pushed to {hub.push(artifact, cfg.push_to_hub)}")
+        print(f"pushed to {hub.push(artifact, cfg.push_to_hub)}")
     return artifact
-
-
-command = config.make_command(
-    ImportConfig, run, positional=("source",), yaml_flag="config-file",
-    doc="Import a published trace dataset (OpenThoughts-114k, R1-Distill-SFT, OpenR1-Math-220k, Mixture-of-Thoughts) "
-        "as a versioned `imported` artifact in the schema filter/train read.")

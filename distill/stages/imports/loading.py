@@ -14,7 +14,7 @@ from typing import Any
 
 from distill.artifacts.sources import FILE_FORMATS, file_sha256, load_input
 from distill.errors import UserError
-from distill.stages.imports.registry import ConfigSpec, SourceSpec
+from distill.stages.imports.spec import ConfigSpec, SourceSpec
 
 
 def load_raw(spec: SourceSpec, config: str, config_spec: ConfigSpec, split: str, revision: str | None,

@@ -11,7 +11,7 @@ use as is.
 from __future__ import annotations
 
 from distill.stages.imports import schema as S
-from distill.stages.imports.registry import ConfigSpec, Context, SourceSpec
+from distill.stages.imports.spec import ConfigSpec, Context, SourceSpec
 
 HUB_ID = "open-r1/Mixture-of-Thoughts"
 _DOMAIN_BY_SOURCE = {"codeforces": "code", "math": "math", "nemotron": "science"}

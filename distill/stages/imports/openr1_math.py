@@ -13,7 +13,7 @@ compare with open-r1's verdicts.
 from __future__ import annotations
 
 from distill.stages.imports import schema as S
-from distill.stages.imports.registry import ConfigSpec, Context, SourceSpec
+from distill.stages.imports.spec import ConfigSpec, Context, SourceSpec
 
 HUB_ID = "open-r1/OpenR1-Math-220k"
 _EXTRA = {"correctness_math_verify": "bool", "correctness_llama": "bool", "is_reasoning_complete": "bool",

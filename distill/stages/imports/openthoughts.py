@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 
 from distill.stages.imports import schema as S
-from distill.stages.imports.registry import ConfigSpec, Context, SourceSpec
+from distill.stages.imports.spec import ConfigSpec, Context, SourceSpec
 
 HUB_ID = "open-thoughts/OpenThoughts-114k"
 MATH_PREFIX = "Return your final response within \\boxed{}. "

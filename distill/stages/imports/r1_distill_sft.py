@@ -12,7 +12,7 @@ a template that may prefill ``<think>``, so the opener can be missing: ``--forma
 from __future__ import annotations
 
 from distill.stages.imports import schema as S
-from distill.stages.imports.registry import ConfigSpec, Context, SourceSpec
+from distill.stages.imports.spec import ConfigSpec, Context, SourceSpec
 
 HUB_ID = "ServiceNow-AI/R1-Distill-SFT"
 

@@ -97,13 +97,6 @@ def openthoughts_to_think(text: str) -> tuple[str, bool]:
     return converted.strip(), False
 
 
-def think_to_openthoughts(text: str) -> tuple[str, bool]:
-    """The inverse, for mixing ``<think>`` sources into an OpenThoughts-format run."""
-    reasoning, answer, ok = split_think(text)
-    if reasoning is None:
-        return text, False
-    return openthoughts_completion(reasoning, answer), ok
-
 
 def split_think(text: str) -> tuple[str | None, str, bool]:
     """(reasoning, answer, well_formed) of a ``<think>`` completion; a missing ``<think>`` opener

@@ -20,7 +20,6 @@ the same command resumes there; SIGTERM (preemption) saves one and exits 143.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -31,10 +30,10 @@ from pathlib import Path
 
 from distill import artifacts
 from distill.artifacts import hub
-from distill.config import build, make_command, to_dict
+from distill.config import build, to_dict
 from distill.errors import UserError
 from distill.stages.train.config import NOT_HASHED, TrainConfig
-from distill.stages.train.recipes import BASE, load_recipe, resolve_recipe
+from distill.stages.train.recipes import load_recipe
 
 
 def _say(message: str) -> None:
@@ -241,7 +240,7 @@ def _overrides(cfg: TrainConfig) -> dict:
 def _card_base_model(spec: str, resolved: str) -> str:
     from distill import models
 
-    if spec in ("bundled", models.BUNDLED_NAME):
+    if models.is_bundled(spec):
         return "HuggingFaceTB/SmolLM2-135M-Instruct"
     return spec if Path(resolved).exists() else resolved
 
@@ -271,7 +270,7 @@ def _commit(cfg: TrainConfig, *, name, inputs, mix, plan, conversation_in, stude
     parents = [i.source.artifact for i in inputs if i.source.artifact is not None]
     if student_artifact is not None:
         parents.append(student_artifact)
-    licenses = {"student": models.BUNDLED_LICENSE} if cfg.model in ("bundled", models.BUNDLED_NAME) else {}
+    licenses = {"student": models.BUNDLED_LICENSE} if models.is_bundled(cfg.model) else {}
     conversation = {
         "chat_template": plan.inference, "chat_template_sha256": plan.sha256,
         "system_prompt": _system_prompt_used(train_rows), "few_shot": conversation_in.get("few_shot")
@@ -321,25 +320,3 @@ def _commit(cfg: TrainConfig, *, name, inputs, mix, plan, conversation_in, stude
             conversation=conversation, adapter=adapter, merged=bool(cfg.merge),
             licenses=_licenses(parents, licenses), stats=train_stats))
     return artifacts.resolve(str(writer.path))
-
-
-# ---------------------------------------------------------------------------- CLI
-
-
-def _with_base_recipe(command):
-    """Without --recipe the base recipe gives the defaults."""
-    @functools.wraps(command)
-    def wrapper(**kwargs):
-        kwargs["_yaml_arg"] = kwargs.get("_yaml_arg") or BASE
-        return command(**kwargs)
-
-    wrapper.__signature__ = command.__signature__
-    return wrapper
-
-
-command = _with_base_recipe(make_command(
-    TrainConfig, run, yaml_flag="recipe", yaml_resolver=resolve_recipe,
-    yaml_help="Recipe: a name from recipes/ (qwen-1.5b, qwen-7b, qwen-32b, llama-8b, openthoughts-7b, smol-demo, "
-              "...) or a YAML file; flags and --set override it.  [default: base]",
-    doc="SFT a student on teacher traces with TRL (full, LoRA, QLoRA); writes a checkpoint artifact.\n\n"
-        "Example: distill train --recipe qwen-7b --dataset filtered@v3 --lora --set learning_rate=1e-4"))

@@ -16,24 +16,10 @@ from distill.errors import UserError
 
 
 def resolve_student(spec: str) -> tuple[str, artifacts.Artifact | None]:
-    """(path or Hub id to load, the checkpoint artifact when the student is one)."""
-    from distill.models.layout import describe
-
-    path = models.resolve_model(spec)
-    parent = None
-    if "@" in spec or (not Path(spec).exists() and spec not in ("bundled", models.BUNDLED_NAME)):
-        try:
-            parent = artifacts.resolve(spec, kind="checkpoint")
-        except UserError:
-            parent = None
-    if parent is not None:
-        layout = describe(parent.path)
-        if layout.kind == "adapter":
-            if layout.merged_dir is None:
-                raise UserError(f"{parent.ref} is a LoRA adapter without a merged model: train it again with "
-                                "--merge, or start from its base model")
-            path = str(layout.merged_dir)
-    return path, parent
+    """(path or Hub id to load, the checkpoint artifact when the student is one); a LoRA checkpoint
+    trains on from its merged model."""
+    ref = models.resolve(spec, adapters=False)
+    return ref.path, ref.checkpoint
 
 
 def resolve_precision(precision: str) -> str:

@@ -1,6 +1,6 @@
 """Can the GPUs here hold a training recipe? A memory and GPU-hours estimate before a long run starts.
 
-    python -m distill.stages.train.preflight --recipe openthoughts-7b     # exit 0 and the estimate, or exit 2 and why
+    distill preflight --recipe openthoughts-7b     # exit 0 and the estimate, or exit 2 and why
 
 The estimate is a rough model of a full fine-tune under DeepSpeed ZeRO-3 with gradient
 checkpointing, micro-batch 1 and FlashAttention/SDPA (no seq x seq attention matrix):
@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 import os
 import subprocess
-import sys
 from collections import Counter
 from dataclasses import dataclass
 
@@ -167,22 +166,9 @@ def recipe_estimate(recipe: dict, num_gpus: int = 1, rows: int = REFERENCE_ROWS)
                     rows=rows, offload=uses_cpu_offload(recipe.get("accelerate_config")), num_gpus=num_gpus)
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
+def run(recipe: str) -> tuple[bool, str]:
+    """(fits, the estimate or why not) for a recipe name or YAML file on this machine's GPUs."""
     from distill.stages.train.recipes import load_recipe
 
-    parser = argparse.ArgumentParser(prog="python -m distill.stages.train.preflight", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--recipe", required=True, help="recipe name (recipes/NAME.yaml) or a YAML file")
-    args = parser.parse_args(argv)
     hw = detect_hardware()
-    try:
-        ok, message = check(recipe_estimate(load_recipe(args.recipe), num_gpus=max(len(hw.gpus), 1)), hw)
-    except UserError as exc:
-        ok, message = False, str(exc)
-    print(("preflight: " if ok else "error: ") + message, file=sys.stdout if ok else sys.stderr)
-    return 0 if ok else 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return check(recipe_estimate(load_recipe(recipe), num_gpus=max(len(hw.gpus), 1)), hw)

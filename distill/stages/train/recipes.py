@@ -19,7 +19,7 @@ from distill.config import load_yaml
 from distill.errors import UserError
 
 BASE = "base"
-_SHIPPED_RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+_SHIPPED_RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 
 
 def recipes_dir() -> Path:
@@ -82,5 +82,5 @@ def _parent_path(name: str, child: Path) -> Path:
 
 
 def resolve_recipe(spec: str) -> dict[str, Any]:
-    """`--recipe` resolver for `distill.config.make_command`: a name or a YAML path -> config mapping."""
+    """`--recipe` resolver for `distill.cli.options.make_command`: a name or a YAML path -> config mapping."""
     return load_recipe(spec)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from distill.errors import UserError
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
 # Inference template -> training variant shipped by distill (files in distill/templates/).
 OURS = {"smollm2.jinja": "smollm2_training.jinja", "chatml.jinja": "chatml_training.jinja",
         "trl:llama3_1.jinja": "llama3_1_training.jinja"}

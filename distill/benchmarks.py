@@ -3,6 +3,7 @@
     problems, info = load_benchmark("math500")                        # HuggingFaceH4/MATH-500, test
     problems, info = load_benchmark("gsm8k=data/gsm8k_test.jsonl")     # a built-in read from a local copy
     problems, info = load_benchmark("my_set.jsonl", problem_column="question", answer_column="answer")
+    index = decontamination_index(["gpqa-diamond", "math500", "org/set:test", "bench.jsonl"])  # distill filter
     rows, source, benches, sampling = load_outputs("traces@v1", [bench])   # precomputed completions
 
 A spec is a built-in NAME (loaded from the Hub), ``NAME=FILE`` (the same benchmark from a local
@@ -389,3 +390,50 @@ def load_outputs(spec: str, benches: list[LoadedBenchmark], *, completion_column
     sampling = {"protocol": None, "source": "outputs",
                 **{k: first.get(k) for k in ("temperature", "top_p", "max_tokens", "seed") if k in columns}}
     return rows, source, benches, sampling
+
+
+# ---------------------------------------------------------------------------- decontamination (distill filter)
+
+# Where a benchmark that is not a built-in keeps its problem text (the first of these columns it has).
+PROBLEM_COLUMNS = ("problem", "Problem", "question", "Question", "question_content", "prompt", "input")
+
+
+def decontamination_problems(spec: str) -> tuple[str, list[str]]:
+    """``(name, problem texts)`` to decontaminate against: a built-in by any of its names (the same entry
+    `distill eval` scores, so the same Hub id, config and split), ``NAME=FILE``, a local file, or a Hub id
+    as ``ID``, ``ID:SPLIT`` or ``ID:CONFIG:SPLIT`` (split ``test`` by default)."""
+    from distill.artifacts.sources import FILE_FORMATS, load_input
+
+    name_part, sep, _ = spec.partition("=")
+    known = builtin(name_part if sep else spec)
+    if known is not None:
+        return known.name, [p.problem for p in load_benchmark(spec).problems if p.problem]
+    path = Path(spec).expanduser()
+    if path.suffix.lower() in FILE_FORMATS or path.exists():
+        data, _ = load_input(str(path))
+        name = path.stem
+    else:
+        parts = spec.split(":")
+        if len(parts) > 3 or not parts[0]:
+            raise UserError(f"bad benchmark {spec!r}: use a built-in ({known_names()}), a Hub id as ID, ID:SPLIT "
+                            "or ID:CONFIG:SPLIT, or a local file")
+        config = parts[1] if len(parts) == 3 else None
+        split = parts[-1] if len(parts) > 1 else "test"
+        data, _ = load_input(parts[0], split=split, config=config)
+        name = parts[0]
+    column = next((c for c in PROBLEM_COLUMNS if c in data.column_names), None)
+    if column is None:
+        raise UserError(f"benchmark {spec} has no problem column (looked for {', '.join(PROBLEM_COLUMNS)}; "
+                        f"it has {', '.join(data.column_names)}): convert it to a jsonl file with a 'problem' field")
+    return name, [str(p) for p in data[column] if p]
+
+
+def decontamination_index(specs: list[str], n: int = 8, fuzzy_threshold: float | None = None):
+    """A ``BenchmarkIndex`` (word n-grams, optional fuzzy match) of every benchmark in ``specs``."""
+    from distill.verify.decontamination import BenchmarkIndex
+
+    index = BenchmarkIndex(n=n, fuzzy_threshold=fuzzy_threshold)
+    for spec in specs:
+        name, problems = decontamination_problems(spec)
+        index.add(name, problems)
+    return index

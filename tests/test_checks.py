@@ -6,9 +6,10 @@ import json
 
 import pytest
 
+from distill import benchmarks
 from distill.errors import UserError
 from distill.stages.filter.features import REASONS, dedup_fingerprint, funnel, row_features
-from distill.verify import decontamination, dedup, language, length
+from distill.verify import dedup, language, length
 from distill.verify import format as fmt
 
 REASONING = "Let me work through this carefully. 16 - 3 - 4 = 9, and 9 * 2 = 18."
@@ -145,7 +146,7 @@ BENCH = "Let $f(x) = x^2 + 3x + 2$. Find the sum of all real numbers $x$ such th
 def test_ngram_overlap_and_fuzzy_match(tmp_path):
     path = tmp_path / "bench.jsonl"
     path.write_text(json.dumps({"problem": BENCH}) + "\n" + json.dumps({"problem": "How many sides?"}) + "\n")
-    index = decontamination.build_index([str(path)], n=8)
+    index = benchmarks.decontamination_index([str(path)], n=8)
     assert index.sizes == {"bench": 2}
     assert index.match("Warm-up. " + BENCH.upper() + " Show your work.") == "bench"  # case / punctuation / context
     assert index.match("How many sides?") == "bench"  # shorter than n words: whole match
@@ -153,7 +154,7 @@ def test_ngram_overlap_and_fuzzy_match(tmp_path):
     # a light rewording shares no 8-gram but is >= 0.9 similar
     reworded = BENCH.replace("3x", "3 x").replace("numbers", "values").replace("holds", "hold")
     assert index.match(reworded) is None
-    fuzzy = decontamination.build_index([str(path)], n=8, fuzzy_threshold=0.9)
+    fuzzy = benchmarks.decontamination_index([str(path)], n=8, fuzzy_threshold=0.9)
     assert fuzzy.match(reworded) == "bench"
     assert fuzzy.match("Let g(x) = 2x. Find g(3).") is None
 
@@ -162,12 +163,30 @@ def test_benchmark_specs(tmp_path):
     with pytest.raises(UserError, match="no problem column"):
         path = tmp_path / "b.jsonl"
         path.write_text(json.dumps({"text": "x"}) + "\n")
-        decontamination.load_benchmark(str(path))
+        benchmarks.decontamination_problems(str(path))
     with pytest.raises(UserError, match="not found"):
-        decontamination.load_benchmark(str(tmp_path / "missing.jsonl"))
+        benchmarks.decontamination_problems(str(tmp_path / "missing.jsonl"))
     with pytest.raises(UserError, match="bad benchmark"):
-        decontamination.load_benchmark("a:b:c:d")
-    assert decontamination.BENCHMARKS["math500"][0] == "HuggingFaceH4/MATH-500"
+        benchmarks.decontamination_problems("a:b:c:d")
+
+
+
+def test_decontamination_reads_the_eval_registry(tmp_path):
+    # one registry: every spelling eval accepts names the same entry here (issue: `gpqa-diamond` was unknown)
+    path = tmp_path / "gpqa.jsonl"
+    row = {"Question": "Which particle mediates the electromagnetic force between two charges?",
+           "Correct Answer": "photon", "Incorrect Answer 1": "gluon", "Incorrect Answer 2": "W boson",
+           "Incorrect Answer 3": "graviton", "Record ID": "r1"}
+    path.write_text(json.dumps(row) + "\n")
+    for spelling in ("gpqa-diamond", "gpqa_diamond", "gpqa:diamond"):
+        name, problems = benchmarks.decontamination_problems(f"{spelling}={path}")
+        assert name == "gpqa-diamond" and len(problems) == 1 and row["Question"] in problems[0]
+    index = benchmarks.decontamination_index([f"gpqa-diamond={path}"])
+    assert index.match("Quiz: which particle mediates the electromagnetic force between two charges?") == "gpqa-diamond"
+    for name in ("math500", "aime24", "aime25", "gsm8k", "livecodebench", "gpqa-diamond"):
+        assert benchmarks.builtin(name) is benchmarks.BENCHMARKS[name]
+    with pytest.raises(UserError, match="bad benchmark"):
+        benchmarks.decontamination_problems("nonsense:a:b:c")
 
 
 # ---------------------------------------------------------------------------- features + funnel

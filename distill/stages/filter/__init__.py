@@ -68,7 +68,8 @@ class FilterConfig:
     per_prompt_policy: str = option("shortest", "Which K to keep: shortest, random (seeded) or all (no cap).")
     seed: int = option(0, "Seed of the random per-prompt policy.")
     decontaminate: list[str] = option([], "Benchmarks to decontaminate against (repeatable or comma-separated): "
-                                          "math500, aime24, aime25, gpqa_diamond, gsm8k, livecodebench, a Hub id "
+                                          "a built-in of `distill eval` (gsm8k, math500, aime24, aime25, gpqa-diamond, "
+                                          "livecodebench, or NAME=FILE for a local copy), a Hub id "
                                           "(ID[:CONFIG]:SPLIT) or a local file.")
     ngram: int = option(8, "Word n-gram size of the decontamination overlap.")
     fuzzy_decontamination: bool = option(False, "Also drop problems with character similarity >= "
@@ -214,9 +215,10 @@ def _run(cfg: FilterConfig):
     n, skip = len(data), set(cfg.skip)
     index = None
     if cfg.decontaminate and "decontamination" not in skip:
-        from distill.verify.decontamination import build_index
+        from distill.benchmarks import decontamination_index
 
-        index = build_index(cfg.decontaminate, cfg.ngram, cfg.fuzzy_threshold if cfg.fuzzy_decontamination else None)
+        index = decontamination_index(cfg.decontaminate, cfg.ngram,
+                                      cfg.fuzzy_threshold if cfg.fuzzy_decontamination else None)
     grade_cfg = cfg.grade_config()
     want_language, want_dedup = "language" not in skip, "dedup" not in skip
     num_proc = cfg.num_proc or available_cpus()

@@ -464,3 +464,25 @@ def lineage(artifact: Artifact, root: Path | None = None, _depth: int = 0, _seen
         sub[0] += marker
         lines.extend(sub)
     return lines
+
+
+def nearest_in_lineage(artifact: Artifact | None, pick, max_depth: int = 8) -> tuple[Any, str] | None:
+    """``(value, ref)`` of the nearest artifact — this one, then its parents breadth-first — for which
+    ``pick(manifest)`` is not None; parents that no longer resolve are skipped. The one ancestor walk."""
+    frontier, seen = ([artifact] if artifact is not None else []), set()
+    for _ in range(max_depth + 1):
+        next_frontier = []
+        for current in frontier:
+            if current.ref in seen:
+                continue
+            seen.add(current.ref)
+            value = pick(current.manifest)
+            if value is not None:
+                return value, current.ref
+            for parent in current.manifest.get("parents") or []:
+                try:
+                    next_frontier.append(resolve(parent["ref"]))
+                except UserError:
+                    continue
+        frontier = next_frontier
+    return None

@@ -43,6 +43,7 @@ from typing import Any, Optional
 
 from distill import artifacts
 from distill.config import option, to_dict
+from distill.conversation import recorded_conversation
 from distill.errors import UserError
 
 
@@ -166,30 +167,13 @@ def sampling_of(cfg: EvalConfig) -> dict[str, Any]:
             "seed": cfg.seed}
 
 
-def recorded_conversation(artifact) -> tuple[dict | None, str | None]:
-    """The `conversation` of an artifact's manifest, else of its nearest ancestor that has one."""
-    queue, seen = [artifact], set()
-    while queue:
-        current = queue.pop(0)
-        if current.ref in seen:
-            continue
-        seen.add(current.ref)
-        if current.manifest.get("conversation"):
-            return dict(current.manifest["conversation"]), current.ref
-        for parent in current.manifest.get("parents") or []:
-            try:
-                queue.append(artifacts.resolve(parent["ref"]))
-            except UserError:
-                continue
-    return None, None
-
-
 def conversation_of(cfg: EvalConfig, checkpoint) -> dict[str, Any]:
     """System prompt, prompt template and few-shot: flags > the checkpoint's record > prompting defaults."""
+    from distill.conversation import recorded_conversation
     from distill.engines import chat as prompting
 
-    recorded, recorded_from = recorded_conversation(checkpoint) if checkpoint is not None else (None, None)
-    recorded = recorded or {}
+    found = recorded_conversation(checkpoint)
+    recorded, recorded_from = (found.record, found.ref) if found else ({}, None)
     few_shot = recorded.get("few_shot")
     if cfg.few_shot:
         few_shot = prompting.load_few_shot(cfg.few_shot)
@@ -298,7 +282,8 @@ def run(cfg: EvalConfig, engine=None) -> str | None:
             answer_column=cfg.answer_column, id_column=cfg.id_column)
         # Nothing is prompted here: record how the outputs were made, when their artifact says so.
         made_by = outputs_source.artifact or checkpoint
-        conversation = (recorded_conversation(made_by)[0] if made_by is not None else None) or {}
+        found = recorded_conversation(made_by)
+        conversation = found.record if found else {}
         engine_format: dict[str, Any] = {}
     else:
         sampling = sampling_of(cfg)

@@ -399,19 +399,10 @@ def _stats(cfg, rows, graded, reasons, num_tokens, token_source, index, contamin
 
 def _conversation(parent):
     """The ``conversation`` manifest key of the parent, or of the nearest ancestor that has one."""
-    from distill import artifacts
+    from distill.conversation import recorded_conversation
 
-    seen = 0
-    while parent is not None and seen < 8:
-        if parent.manifest.get("conversation") is not None:
-            return parent.manifest["conversation"]
-        refs = parent.manifest.get("parents") or []
-        try:
-            parent = artifacts.resolve(refs[0]["ref"]) if refs else None
-        except UserError:
-            return None
-        seen += 1
-    return None
+    found = recorded_conversation(parent)
+    return found.record if found else None
 
 
 def _load_tokenizer(spec: str):

@@ -24,6 +24,7 @@ from typing import Optional  # not `int | None`: distill.config coerces only typ
 from distill import artifacts, config
 from distill.artifacts import hub
 from distill.config import option
+from distill.conversation import Conversation
 from distill.errors import UserError
 from distill.stages.imports import schema
 from distill.stages.imports.loading import describe, load_raw
@@ -128,10 +129,8 @@ def run(cfg: ImportConfig):
         writer.stats["published_rows"] = published_rows
         writer.extra["source"] = {**info, "license": spec.license, "license_note": spec.license_note,
                                   "url": spec.url, "format": cfg.format}
-        writer.extra["conversation"] = {
-            "chat_template": None, "chat_template_sha256": None, "few_shot": None, "prompt_template": None,
-            "prefill": None, "system_prompt": checks["system_prompt"], "reasoning_tags": checks["reasoning_tags"],
-        }
+        writer.extra["conversation"] = Conversation(
+            system_prompt=checks["system_prompt"], extra={"reasoning_tags": checks["reasoning_tags"]}).to_record()
     artifact = artifacts.resolve(f"{name}@{writer.path.name}", kind="imported")
     print(f"imported {len(data)} rows from {len(raw)} published rows of {describe(info)} "
                f"[{config_name}/{split}, {cfg.format}] -> {artifact.ref}")

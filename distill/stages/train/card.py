@@ -5,26 +5,19 @@ from __future__ import annotations
 import json
 
 from distill import artifacts
-from distill.errors import UserError
 
 
-def find_teacher(artifact: artifacts.Artifact | None, depth: int = 0) -> str | None:
+def find_teacher(artifact: artifacts.Artifact | None) -> str | None:
     """The teacher named in the lineage (generate's config / manifest), nearest first."""
-    if artifact is None or depth > 8:
+    def teacher_of(manifest: dict) -> str | None:
+        config = manifest.get("config") or {}
+        for value in (manifest.get("teacher"), config.get("teacher"), (manifest.get("stats") or {}).get("teacher")):
+            if isinstance(value, str) and value:
+                return value
         return None
-    manifest = artifact.manifest
-    config = manifest.get("config") or {}
-    for value in (manifest.get("teacher"), config.get("teacher"), (manifest.get("stats") or {}).get("teacher")):
-        if isinstance(value, str) and value:
-            return value
-    for parent in manifest.get("parents") or []:
-        try:
-            found = find_teacher(artifacts.resolve(parent["ref"]), depth + 1)
-        except UserError:
-            continue
-        if found:
-            return found
-    return None
+
+    found = artifacts.nearest_in_lineage(artifact, teacher_of)
+    return found[0] if found else None
 
 
 def model_card(*, name: str, version: str, base_model: str, teachers: list[str], datasets: list[dict],

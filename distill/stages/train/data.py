@@ -58,20 +58,12 @@ def parse_spec(text: str) -> tuple[str, float]:
     return text, 1.0
 
 
-def find_conversation(artifact: artifacts.Artifact | None, depth: int = 0) -> dict | None:
+def find_conversation(artifact: artifacts.Artifact | None) -> dict | None:
     """The `conversation` manifest key of an artifact or, failing that, of its nearest ancestor."""
-    if artifact is None or depth > 8:
-        return None
-    if artifact.manifest.get("conversation"):
-        return artifact.manifest["conversation"]
-    for parent in artifact.manifest.get("parents") or []:
-        try:
-            found = find_conversation(artifacts.resolve(parent["ref"]), depth + 1)
-        except UserError:
-            continue
-        if found:
-            return found
-    return None
+    from distill.conversation import recorded_conversation
+
+    found = recorded_conversation(artifact)
+    return found.record if found else None
 
 
 def load_inputs(specs: list[str], split: str | None, cfg) -> list[Input]:

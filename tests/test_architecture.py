@@ -26,7 +26,7 @@ from pathlib import Path
 # Part -> paths relative to the repo root; an entry ending in "/" covers everything below it.
 PARTS: dict[str, tuple[str, ...]] = {
     "cli": ("distill/cli/",),
-    "core": ("distill/__init__.py", "distill/__main__.py", "distill/config.py", "distill/errors.py",
+    "core": ("distill/__init__.py", "distill/__main__.py", "distill/config.py", "distill/errors.py", "distill/think.py",
              "distill/environment.py", "distill/conversation.py", "distill/log.py"),
     "artifacts": ("distill/artifacts/",),
     "models": ("distill/models/",),

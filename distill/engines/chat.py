@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import UserError
+from distill.think import CLOSE as THINK_CLOSE
+from distill.think import OPEN as THINK_OPEN
 
 # The DeepSeek-R1 convention. Templates hold LaTeX braces: fill with .replace("{problem}", ...).
 DEFAULT_PROMPT_TEMPLATE = "{problem}\n\nPlease reason step by step, and put your final answer within \\boxed{}."
 PROBLEM_SLOT = "{problem}"
-THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 ROLES = ("system", "user", "assistant")
 
 

@@ -24,9 +24,17 @@ from __future__ import annotations
 
 import re
 
-THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
-OT_THOUGHT_OPEN, OT_THOUGHT_CLOSE = "<|begin_of_thought|>", "<|end_of_thought|>"
-OT_SOLUTION_OPEN, OT_SOLUTION_CLOSE = "<|begin_of_solution|>", "<|end_of_solution|>"
+from distill.think import CLOSE as THINK_CLOSE
+from distill.think import OPEN as THINK_OPEN
+from distill.think import (
+    OT_SOLUTION_CLOSE,
+    OT_SOLUTION_OPEN,
+    OT_THOUGHT_CLOSE,
+    OT_THOUGHT_OPEN,
+    split_think,
+    think_completion,
+)
+
 TAG_STYLES = {
     "think": (THINK_OPEN, THINK_CLOSE),
     "openthoughts": (OT_THOUGHT_OPEN, OT_THOUGHT_CLOSE, OT_SOLUTION_OPEN, OT_SOLUTION_CLOSE),
@@ -67,13 +75,6 @@ _OT_WELL_FORMED_RE = re.compile(
 )
 
 
-def think_completion(reasoning: str | None, answer: str) -> str:
-    """``<think>\\n{reasoning}\\n</think>\\n\\n{answer}``; no think block when there is no reasoning."""
-    answer = (answer or "").strip()
-    if reasoning is None:
-        return answer
-    return f"{THINK_OPEN}\n{reasoning.strip()}\n{THINK_CLOSE}\n\n{answer}"
-
 
 def openthoughts_completion(reasoning: str, solution: str) -> str:
     """The OpenThoughts assistant text, exactly as their pipeline writes it (open_thoughts/prompt.py)."""
@@ -97,18 +98,6 @@ def openthoughts_to_think(text: str) -> tuple[str, bool]:
     return converted.strip(), False
 
 
-
-def split_think(text: str) -> tuple[str | None, str, bool]:
-    """(reasoning, answer, well_formed) of a ``<think>`` completion; a missing ``<think>`` opener
-    (R1 templates that prefill it) is tolerated, a missing ``</think>`` is not well formed."""
-    text = text or ""
-    if THINK_CLOSE not in text:
-        if THINK_OPEN in text:
-            return text.split(THINK_OPEN, 1)[1].strip(), "", False
-        return None, text.strip(), False
-    before, after = text.split(THINK_CLOSE, 1)
-    before = before.split(THINK_OPEN, 1)[1] if THINK_OPEN in before else before
-    return before.strip(), after.strip(), True
 
 
 def normalize_think(text: str) -> tuple[str, bool]:

@@ -22,11 +22,10 @@ from typing import Any
 from distill import artifacts
 from distill.artifacts import sources
 from distill.errors import UserError
+from distill.think import CLOSE, OT_THOUGHT_CLOSE, normalize_markers, split_think, think_completion
 
 ROLE_ALIASES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system",
                 "model": "assistant", "bot": "assistant", "tool": "tool"}
-THOUGHT_MARKERS = (("<|begin_of_thought|>", "<|end_of_thought|>"), ("<think>", "</think>"))
-SOLUTION_MARKERS = ("<|begin_of_solution|>", "<|end_of_solution|>")
 
 
 def CONVERSATION_FEATURES():  # noqa: N802 - a constant built lazily (datasets is a heavy import)
@@ -99,14 +98,9 @@ def format_completion(text: str) -> tuple[str, bool]:
     Accepts `<think>...</think>` (also without the opening tag, when the prompt prefilled it) and
     OpenThoughts' `<|begin_of_thought|>...<|end_of_thought|>` / `<|begin_of_solution|>...` markers.
     """
-    for start, end in THOUGHT_MARKERS:
-        if end in text:
-            head, _, answer = text.partition(end)
-            reasoning = head.split(start, 1)[1] if start in head else head
-            for marker in SOLUTION_MARKERS:
-                answer = answer.replace(marker, "")
-            reasoning = reasoning.strip()
-            return f"<think>\n{reasoning}\n</think>\n\n{answer.strip()}", bool(reasoning)
+    if OT_THOUGHT_CLOSE in text or CLOSE in text:
+        reasoning, answer, _ = split_think(normalize_markers(text))
+        return think_completion(reasoning, answer), bool(reasoning)
     return text.strip(), False
 
 

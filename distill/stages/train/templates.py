@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from distill.errors import UserError
+from distill.think import split_think
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
 # Inference template -> training variant shipped by distill (files in distill/templates/).
@@ -274,9 +275,9 @@ def _render_diff_masks(tokenizer, messages: list[dict], template: str) -> tuple[
         if message["role"] != "assistant":
             continue
         before, upto = render(messages[:i], gen=True), render(messages[: i + 1])
-        reasoning = message["content"].partition("</think>")[0].rpartition("<think>")[2].strip()
+        reasoning, _, closed = split_think(message["content"])
         tail = upto[len(before):] if upto.startswith(before) else upto
-        if "</think>" in message["content"] and reasoning and reasoning not in tail:
+        if closed and reasoning and reasoning not in tail:
             raise UserError(DROPS_REASONING.format(what="the chat template"))
         if not (upto.startswith(before) and full.startswith(upto)):
             raise UserError("the chat template renders earlier turns differently when later ones follow; "

@@ -9,7 +9,7 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 STAMP := $(VENV)/.installed-$(EXTRA)
 export VLLM_CPU_KVCACHE_SPACE ?= 1
 
-.PHONY: install test demo lint bench reproduce-openthoughts clean
+.PHONY: install test test-unit demo lint bench reproduce-openthoughts clean
 
 install: $(STAMP)
 
@@ -32,7 +32,12 @@ endif
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
+# every tier (-m "" replaces pyproject's unit-tier -m); what CI runs through .ci/run
 test: install
+	$(PY) -m pytest -q -m "" tests
+
+# the unit tier only (bare pytest): no vLLM, no training, no CLI subprocess; under a minute
+test-unit: install
 	$(PY) -m pytest -q tests
 
 demo: install

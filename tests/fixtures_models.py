@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tiers import require
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -22,7 +23,8 @@ def home(tmp_path, monkeypatch) -> Path:
 
 def run_cli(*args: str, home: Path | None = None, check: bool = False, timeout: float = 600,
             env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run the real `distill` CLI in a subprocess (as a user would)."""
+    """Run the real `distill` CLI in a subprocess (as a user would). Only for tests marked `cli`."""
+    require("cli", f"runs `distill {' '.join(args[:2])}` in a subprocess (run_cli)")
     full_env = dict(os.environ)
     if home is not None:
         full_env["DISTILL_HOME"] = str(home)

@@ -20,6 +20,9 @@ Fixtures (names are stable: the eval tests use them too):
 
 Helper (not a fixture): ``start_vllm_server(model_dir, *extra_args)``, a context manager yielding a
 ``VllmServer`` (e.g. ``start_vllm_server(r1_model_dir, "--reasoning-parser", "deepseek_r1")``).
+
+A test that uses ``vllm_engine``, ``vllm_server`` or ``start_vllm_server`` must be marked ``vllm`` (it fails
+otherwise: see tests/tiers.py, which checks every requesting test, since a session fixture's body runs once).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tiers import require
 
 R1_CHAT_TEMPLATE = (
     "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
@@ -78,6 +82,7 @@ def _stop(process: subprocess.Popen) -> None:
 @contextlib.contextmanager
 def start_vllm_server(model_dir: str | Path, *extra_args: str, timeout: float = 400) -> Iterator[VllmServer]:
     """A real vLLM OpenAI-compatible server on 127.0.0.1:<free port>, stopped on exit."""
+    require("vllm", "starts a vLLM server (start_vllm_server)")
     port = free_port()
     log = Path(tempfile.mkstemp(prefix="vllm-server-", suffix=".log")[1])
     command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
@@ -110,6 +115,7 @@ def start_vllm_server(model_dir: str | Path, *extra_args: str, timeout: float = 
 @pytest.fixture(scope="session")
 def vllm_engine(bundled_model_dir):
     """One in-process vLLM engine on the bundled model for the whole session (see the module docstring)."""
+    require("vllm", "uses the fixture `vllm_engine` (it starts vLLM)")
     from distill.engines import EngineConfig, make_engine
 
     engine = make_engine(EngineConfig(engine="vllm", model=str(bundled_model_dir), enforce_eager=True, seed=0,
@@ -121,6 +127,7 @@ def vllm_engine(bundled_model_dir):
 @pytest.fixture(scope="session")
 def vllm_server(bundled_model_dir):
     """One real vLLM OpenAI-compatible server on the bundled model (see the module docstring)."""
+    require("vllm", "uses the fixture `vllm_server` (it starts vLLM)")
     with start_vllm_server(bundled_model_dir) as server:
         yield server
 

@@ -66,6 +66,7 @@ def test_content_hash_is_over_rows_not_files(home):
     assert c.content_sha256 != a.content_sha256
 
 
+@pytest.mark.cli
 def test_tampered_payload_is_detected(home):
     artifact = _write("traces", "traces", [{"text": "x" * 200 + str(i)} for i in range(20)])
     assert artifacts.verify(artifact)[0]
@@ -111,6 +112,7 @@ def test_killed_write_leaves_no_visible_version(home, tmp_path):
     assert artifacts.resolve("traces").version == "v0001"
 
 
+@pytest.mark.cli
 def test_bad_references_are_one_line_errors(home):
     _write("traces", "traces", [{"a": 1}])
     cases = {
@@ -127,6 +129,7 @@ def test_bad_references_are_one_line_errors(home):
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
 
 
+@pytest.mark.cli
 def test_corrupted_or_missing_manifest(home):
     artifact = _write("traces", "traces", [{"a": 1}])
     (artifact.path / "manifest.json").write_text("{not json")
@@ -155,6 +158,7 @@ def test_name_colliding_with_another_kind(home):
         artifacts.resolve("mydata", kind="checkpoint")
 
 
+@pytest.mark.cli
 def test_lineage_of_multi_parent_artifact(home):
     traces_a = _write("traces-a", "traces", [{"a": 1}], config={"teacher": "deepseek-ai/DeepSeek-R1"})
     traces_b = _write("traces-b", "traces", [{"a": 2}], config={"teacher": "Qwen/QwQ-32B"})
@@ -176,6 +180,7 @@ def test_lineage_of_multi_parent_artifact(home):
     assert artifacts.verify(artifacts.resolve("student"))[0]
 
 
+@pytest.mark.cli
 def test_artifacts_list_and_show(home):
     _write("traces", "traces", [{"a": 1}])
     _write("traces", "traces", [{"a": 1}, {"a": 2}])
@@ -185,6 +190,7 @@ def test_artifacts_list_and_show(home):
     assert '"version": "v0002"' in shown and "ok: content hash verified" in shown
 
 
+@pytest.mark.cli
 def test_home_flag_overrides_env(tmp_path, home):
     other = tmp_path / "other"
     run_cli("--home", str(other), "artifacts", "list", home=home, check=True)
@@ -217,6 +223,7 @@ def test_empty_split_round_trips(home):
     assert artifacts.verify(artifact)[0]
 
 
+@pytest.mark.cli
 def test_clean_lists_then_deletes_only_idle_leftovers(home):
     with artifacts.create("t", "traces") as writer:
         writer.save_dataset(datasets.Dataset.from_list([{"completion": "x"}]))

@@ -13,6 +13,7 @@ from distill.cli import options
 from distill.errors import UserError
 
 
+@pytest.mark.cli
 def test_help_lists_commands_and_version():
     result = run_cli("--help", check=True)
     for command in ("generate", "filter", "train", "eval", "import", "artifacts", "lineage", "models"):
@@ -21,6 +22,7 @@ def test_help_lists_commands_and_version():
     assert version.stdout.startswith("distill ")
 
 
+@pytest.mark.cli
 def test_unknown_command_exits_2():
     result = run_cli("frobnicate")
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -118,6 +120,7 @@ def test_pep604_optional_fields_are_typed():
     assert built.limit == 64 and built.names == ["a", "b"]
 
 
+@pytest.mark.cli
 def test_print_config_shows_the_resolved_config_and_runs_nothing(home):
     import yaml
 

@@ -12,9 +12,9 @@ import pytest
 from distill import artifacts
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = [pytest.mark.slow, pytest.mark.cli, pytest.mark.vllm, pytest.mark.train]  # scripts/demo.py: all stages
 
 
-@pytest.mark.slow
 def test_demo_flow_small(tmp_path):
     home = tmp_path / "demo_home"
     result = subprocess.run([sys.executable, "scripts/demo.py", "--small", "--home", str(home)], cwd=REPO,

@@ -26,6 +26,7 @@ EXPECTED_CORRECT = {("add-1", 0): True, ("add-1", 1): False, ("mul-1", 0): True,
                     ("sub-1", 0): False, ("sub-1", 1): True, ("half-1", 0): True, ("half-1", 1): False}
 
 
+@pytest.mark.cli
 def test_grade_fixed_outputs(home):
     result = run_cli("eval", "--outputs", str(DATA / "eval_outputs.jsonl"), "--benchmark",
                      str(DATA / "eval_small.jsonl"), "--name", "eval-fixed", home=home, check=True)
@@ -56,6 +57,7 @@ def test_grade_fixed_outputs(home):
     assert "| eval_small | 4 × 2 | 50.0 [50.0, 50.0] | 100.0 [51.0, 100.0] | 75.0 [" in result.stdout
 
 
+@pytest.mark.cli
 def test_outputs_without_references_are_refused(home):
     result = run_cli("eval", "--outputs", str(DATA / "eval_outputs.jsonl"), home=home)
     assert result.returncode == 2
@@ -63,6 +65,7 @@ def test_outputs_without_references_are_refused(home):
     assert result.stderr.count("\n") == 1 and not (home / "evals").exists()
 
 
+@pytest.mark.cli
 def test_bad_benchmark_name_lists_known_ones(home):
     result = run_cli("eval", "--model", "bundled", "--benchmark", "gsm8kk", home=home)
     assert result.returncode == 2 and result.stderr.count("\n") == 1
@@ -123,6 +126,7 @@ def test_gated_benchmark_is_never_pushed(home, tmp_path):
     assert not (home / "evals").exists()
 
 
+@pytest.mark.cli
 def test_livecodebench_outputs_run_in_the_sandbox(home, tmp_path):
     import base64
     import pickle

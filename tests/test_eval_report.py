@@ -116,6 +116,7 @@ def _save_eval(name, outcomes):
     return artifacts.resolve(name).ref
 
 
+@pytest.mark.cli
 def test_compare_cli(home):
     base, tuned = _save_eval("eval-base", BASE), _save_eval("eval-sft", TUNED)
     result = run_cli("eval", "--compare", base, tuned, home=home, check=True)

@@ -20,6 +20,7 @@ pytestmark = pytest.mark.vllm
 
 
 @pytest.mark.slow
+@pytest.mark.cli
 def test_eval_cli_end_to_end(home):
     result = run_cli("eval", "--model", "bundled", "--benchmark", SMALL, "--protocol", "greedy", "--max-tokens", "64",
                      "--enforce-eager", home=home, check=True)

@@ -10,12 +10,15 @@ import subprocess
 import sys
 import time
 
+import pytest
 from fixtures_models import REPO, run_cli
 from fixtures_vllm import start_vllm_server
 
 from distill import artifacts
 from distill.config import build
 from distill.stages.generate import GenerateConfig, run
+
+pytestmark = pytest.mark.vllm
 
 
 def _problems(path, count: int, with_ids: bool = True):
@@ -45,6 +48,8 @@ def _group_alive(pgid: int) -> bool:
     return False
 
 
+@pytest.mark.cli
+@pytest.mark.slow
 def test_kill_9_then_rerun_resumes_without_loss_or_duplicates(home, tmp_path, r1_model_dir):
     from transformers import AutoTokenizer
 

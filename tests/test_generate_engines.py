@@ -15,6 +15,8 @@ from distill.engines import EngineConfig, Request, SamplingConfig, make_engine
 from distill.engines.chat import build_messages
 from distill.errors import UserError
 
+pytestmark = pytest.mark.vllm
+
 QUESTIONS = ["Write a short poem about the sea.", "Explain why the sky is blue.", "Describe a cat in detail."]
 
 

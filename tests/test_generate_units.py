@@ -189,6 +189,7 @@ def _assert_clean_failure(code: int, stderr: str, home, *needles):
     assert not (home / "data" / "traces").exists(), "something was written"
 
 
+@pytest.mark.cli
 def test_bad_inputs_fail_cleanly_without_writing(home, tmp_path, capsys):
     problems = tmp_path / "problems.jsonl"
     problems.write_text("".join(json.dumps({"question": f"{i}+1?", "answer": str(i + 1)}) + "\n" for i in range(3)))

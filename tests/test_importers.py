@@ -230,6 +230,7 @@ def test_hub_import_records_id_config_and_resolved_revision(home, monkeypatch):
     assert source["config"] == "default" and len(rows) == 2
 
 
+@pytest.mark.cli
 def test_cli_import_and_user_errors(home):
     ok = run_cli("import", OT, "--data-files", "tests/data/openthoughts/default.jsonl", "--format", "native",
                  "--name", "ot-native", "--limit", "4", home=home, check=True)

@@ -14,7 +14,8 @@ from distill.errors import UserError
 from distill.stages.eval import EvalConfig, run
 from distill.stages.generate import GenerateConfig, resolve_teacher
 
-pytestmark = pytest.mark.vllm
+# the fixture trains through `distill train`; the eval runs the CLI (vLLM + adapter) and the session engine
+pytestmark = [pytest.mark.vllm, pytest.mark.train, pytest.mark.cli, pytest.mark.slow]
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from fixtures_models import run_cli
 
 # Golden values of the bundled tokenizer (SmolLM2's BPE) and its ChatML template.
@@ -48,6 +49,7 @@ def test_bundled_model_generates_text(bundled_model_dir):
     assert "5" in text  # the dequantized model still knows 2 + 3
 
 
+@pytest.mark.cli
 def test_materialize_command_is_idempotent(bundled_model_dir):
     result = run_cli("models", "materialize", check=True, timeout=300)
     assert result.stdout.strip() == str(bundled_model_dir)

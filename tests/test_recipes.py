@@ -86,6 +86,7 @@ def test_launch_command_for_multi_node():
     assert command[-4:] == ["distill", "train", "--recipe", "qwen-7b"] and "fsdp.yaml" in joined
 
 
+@pytest.mark.cli
 def test_unknown_recipe_lists_the_recipes(tmp_path):
     result = run_cli("train", "--recipe", "qwen-9000", home=tmp_path / "home")
     assert result.returncode == 2, result.stderr

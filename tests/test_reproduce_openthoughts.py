@@ -59,6 +59,7 @@ def test_preflight_counts_a_local_model_from_its_config(tiny_qwen2_dir):
 
 
 @pytest.mark.skipif(bool(preflight.detect_hardware().gpus), reason="GPUs here: the full run would start")
+@pytest.mark.cli
 def test_without_gpus_the_script_stops_at_once_saying_what_is_needed(tmp_path):
     home = tmp_path / "home"
     result = _script(env={"DISTILL_HOME": str(home), "SMOKE": "", "VERIFY": ""}, timeout=120)
@@ -101,6 +102,7 @@ def test_plans_are_the_faithful_commands():
     assert "VERIFY=1 variant" in table and "not the reproduction" in table and "SMOKE=1" in table
 
 
+@pytest.mark.cli
 def test_verify_variant_reverifies_the_metadata_sample(tmp_path):
     """VERIFY=1's first steps, real CLI: the metadata config re-verified (math vs ground truth, code in the
     sandbox); the sample's one wrong trace is dropped, the kept rows keep the published text."""
@@ -122,6 +124,10 @@ def test_verify_variant_reverifies_the_metadata_sample(tmp_path):
     assert all(row["messages"][0]["content"].startswith("Your role as an assistant") for row in kept)
 
 
+@pytest.mark.cli
+@pytest.mark.train
+@pytest.mark.vllm
+@pytest.mark.slow
 def test_smoke_reproduction_end_to_end(tmp_path):
     """SMOKE=1 make reproduce-openthoughts: import -> train -> eval -> table, with the real CLI on CPU."""
     home = tmp_path / "home"
@@ -155,6 +161,7 @@ def test_smoke_reproduction_end_to_end(tmp_path):
 
 
 @pytest.mark.parametrize("verify", [False, True])
+@pytest.mark.cli
 def test_the_full_gpu_plan_resolves_to_valid_configs(tmp_path, verify):
     """The commands a GPU node runs, checked here without GPUs: each parses and validates (--print-config)."""
     import yaml

@@ -59,6 +59,7 @@ def _greedy(model_dir, prompt, max_new_tokens=40):
     return tok.decode(out), out[-1].item() in (eos if isinstance(eos, list) else [eos])
 
 
+@pytest.mark.train
 def test_full_finetune_learns_to_reason_and_stop(home, tiny_qwen2_dir):
     from distill.stages import train
 
@@ -95,6 +96,7 @@ def test_full_finetune_learns_to_reason_and_stop(home, tiny_qwen2_dir):
         assert stopped and text.startswith("<think>\n") and "</think>\n\n\\boxed{" in text, text
 
 
+@pytest.mark.train
 def test_lora_trains_adapters_only_and_merges(home, tiny_llama_dir):
     import torch
 
@@ -129,6 +131,7 @@ def test_lora_trains_adapters_only_and_merges(home, tiny_llama_dir):
     assert artifact.manifest["training"]["adapter"] and artifact.manifest["training"]["merged"]
 
 
+@pytest.mark.train
 def test_qlora_4bit_with_packing_runs_on_cpu(home, tiny_qwen2_dir):
     from distill.stages import train
 
@@ -186,6 +189,8 @@ def test_packed_examples_do_not_attend_to_each_other(bundled_model_dir, tiny_lla
         start += length
 
 
+@pytest.mark.train
+@pytest.mark.cli
 def test_sigterm_saves_and_the_same_command_resumes_to_the_same_weights(home, tiny_llama_dir):
     import torch
 
@@ -212,6 +217,7 @@ def test_sigterm_saves_and_the_same_command_resumes_to_the_same_weights(home, ti
         "model.layers.0.mlp.up_proj.weight"])
 
 
+@pytest.mark.cli
 def test_dataset_without_training_columns_fails_clearly(home, tiny_qwen2_dir):
     make_filtered(name="bad", rows=[{"question": "q", "response": "r"}])
     result = run_cli("train", "--dataset", "bad", "--model", str(tiny_qwen2_dir), home=home)

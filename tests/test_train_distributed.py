@@ -40,6 +40,8 @@ def _weights(directory):
     return load_file(str(next(directory.glob("*.safetensors"))))
 
 
+@pytest.mark.train
+@pytest.mark.cli
 def test_zero3_offload_launch_is_preempted_resumes_and_trains_like_a_plain_run(home, tiny_qwen2_dir, monkeypatch,
                                                                              capfd):
     make_filtered()
@@ -119,6 +121,8 @@ def test_offloading_on_a_machine_without_gpus_is_a_user_error(home, tiny_qwen2_d
         train.run(cfg)
 
 
+@pytest.mark.train
+@pytest.mark.cli
 def test_qlora_under_zero3_loads_without_a_device_map(home, tiny_qwen2_dir):
     """QLoRA + ZeRO-3: transformers refuses a device_map under ZeRO-3, so the 4-bit student must load
     without one (the shards are placed by DeepSpeed; quant storage = compute dtype)."""
@@ -138,6 +142,7 @@ def test_qlora_under_zero3_loads_without_a_device_map(home, tiny_qwen2_dir):
     assert len(losses) == STEPS and losses[-1] < losses[0]
 
 
+@pytest.mark.cli
 def test_a_broken_accelerate_config_is_a_one_line_error(home, tmp_path, tiny_qwen2_dir):
     make_filtered()
     broken = tmp_path / "mine.yaml"
@@ -159,6 +164,8 @@ def _two_cpu_ranks(args: list[str], home, env: dict | None = None) -> subprocess
                                         **(env or {})}, cwd=str(REPO), capture_output=True, text=True, timeout=900)
 
 
+@pytest.mark.train
+@pytest.mark.cli
 def test_two_ranks_agree_to_stop_commit_once_and_equal_one_process_with_their_batch(home, tiny_qwen2_dir):
     """Data parallel across two real processes: SIGTERM reaching one rank stops both at the same step (they
     agree through an all-reduce, then both save); the resumed run commits one version, from rank 0; and the

@@ -31,7 +31,7 @@ def make_command(cls, run: Callable[[Any], Any], *, doc: str | None = None,
     parameters = []
     annotations: dict[str, Any] = {}
     types = field_types(cls)
-    for f in dataclasses.fields(cls):
+    for f in _own_fields_first(cls):
         if not f.metadata.get("cli", True):
             continue
         inner, is_list = base_type(types[f.name])
@@ -94,6 +94,13 @@ def make_command(cls, run: Callable[[Any], Any], *, doc: str | None = None,
     command.__annotations__ = annotations
     command.__doc__ = doc or cls.__doc__
     return command
+
+
+def _own_fields_first(cls) -> list:
+    """The config's own options first in --help, then those it composes (engine, grading options)."""
+    own = set(cls.__dict__.get("__annotations__", {}))
+    fields = dataclasses.fields(cls)
+    return [f for f in fields if f.name in own] + [f for f in fields if f.name not in own]
 
 
 def click_help(doc: str) -> str:

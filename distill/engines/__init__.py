@@ -20,9 +20,14 @@ Samples come back as completion text in which a reasoning block carries both its
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Optional, Protocol
+
+from distill.config import option
+
+ENGINES = ("vllm", "openai")
 
 
 @dataclass
@@ -53,6 +58,44 @@ class Sample:
     prompt_tokens: int
     completion_tokens: int
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EngineOptions:
+    """The engine options a user sets; composed into the generate and eval configs (one definition)."""
+
+    engine: str = option("vllm", "vllm (in-process) or openai (an OpenAI-compatible server).")
+    seed: int = option(0, "Engine seed (vllm): same seed, same samples.")
+    tensor_parallel_size: int = option(1, "vllm: GPUs per model replica.")
+    max_model_len: Optional[int] = option(None, "vllm: context length (default: the model's).")
+    gpu_memory_utilization: Optional[float] = option(None, "vllm: share of GPU memory to use (default 0.9).")
+    dtype: str = option("auto", "vllm: weights dtype (auto, bfloat16, float16, float32).")
+    enforce_eager: bool = option(False, "vllm: no CUDA graphs / compilation; starts much faster (CPU, tests).")
+    max_num_seqs: Optional[int] = option(None, "vllm: sequences decoded together (default: vLLM's).")
+    base_url: Optional[str] = option(None, "openai: server URL, e.g. http://127.0.0.1:8000/v1.")
+    api_key_env: Optional[str] = option(None, "openai: name of the env var holding the API key (never stored).")
+    max_concurrency: int = option(64, "openai: requests in flight.")
+    request_timeout_s: float = option(600.0, "openai: per-request timeout in seconds.", flag="--request-timeout")
+    max_retries: int = option(6, "openai: retries (exponential backoff) on 429/5xx/timeouts.")
+
+    def validate_engine(self) -> None:
+        """Range checks of the engine options (a stage's validate() calls it)."""
+        from distill.errors import UserError
+
+        if self.engine not in ENGINES:
+            raise UserError(f"unknown --engine {self.engine!r}: use {' or '.join(ENGINES)}")
+        for flag, value, low in (("--tensor-parallel-size", self.tensor_parallel_size, 1),
+                                 ("--max-num-seqs", self.max_num_seqs, 1), ("--max-concurrency", self.max_concurrency, 1),
+                                 ("--max-retries", self.max_retries, 0)):
+            if value is not None and value < low:
+                raise UserError(f"{flag} must be >= {low}, got {value}")
+        if not self.request_timeout_s > 0:
+            raise UserError(f"--request-timeout must be > 0 seconds, got {self.request_timeout_s}")
+
+    def engine_config(self, model: str, **details: Any) -> EngineConfig:
+        """The EngineConfig of these options for ``model`` (+ per-run details: system_prompt, adapter, ...)."""
+        shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(EngineOptions)}
+        return EngineConfig(model=model, **{**shared, **details})
 
 
 @dataclass

@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any
+from typing import Any, Optional
 
 from distill.config import option
 from distill.errors import UserError
@@ -68,6 +68,34 @@ class GradeConfig:
     min_pass_fraction: float = option(1.0, "A code answer is correct when at least this share of its tests pass.")
     worker_memory_mb: int = option(4096, "Address-space limit of each check worker (MiB); a check that needs more "
                                          "fails instead of swapping the machine.")
+
+
+@dataclass
+class GradeOptions:
+    """The grading options a user sets; composed into the filter and eval configs (one definition)."""
+
+    timeout: float = option(5.0, "Hard wall-clock limit per answer check (s); an overrun is killed: unverified.")
+    min_reasoning_chars: int = option(20, "Minimum characters of reasoning inside <think>.")
+    assume_prefilled_think: bool = option(True, "Accept '</think>' without '<think>' (template-prefilled tag).")
+    unsafe_code_exec: bool = option(False, "Run code answers without namespace isolation (rlimits only).")
+    code_timeout: float = option(6.0, "Wall-clock limit per code test (s).")
+    min_pass_fraction: float = option(1.0, "Share of a code row's tests that must pass.")
+    num_proc: Optional[int] = option(None, "Grading worker processes (default: all cores).")
+
+    def validate_grading(self) -> None:
+        """Range checks of the grading options (a stage's validate() calls it)."""
+        checks = [("--timeout", self.timeout > 0), ("--code-timeout", self.code_timeout > 0),
+                  ("--min-pass-fraction", 0 < self.min_pass_fraction <= 1),
+                  ("--num-proc", self.num_proc is None or self.num_proc >= 1),
+                  ("--min-reasoning-chars", self.min_reasoning_chars >= 0)]
+        bad = [flag for flag, ok in checks if not ok]
+        if bad:
+            raise UserError(f"{bad[0]} is out of range (see --help)")
+
+    def grade_config(self) -> GradeConfig:
+        return GradeConfig(timeout_s=self.timeout, min_reasoning_chars=self.min_reasoning_chars,
+                           assume_prefilled_think=self.assume_prefilled_think, unsafe_code_exec=self.unsafe_code_exec,
+                           code_timeout=self.code_timeout, min_pass_fraction=self.min_pass_fraction)
 
 
 @dataclass

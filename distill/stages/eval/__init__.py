@@ -44,7 +44,9 @@ from typing import Any, Optional
 from distill import artifacts
 from distill.config import option, to_dict
 from distill.conversation import recorded_conversation
+from distill.engines import EngineOptions
 from distill.errors import UserError
+from distill.verify.grader import GradeOptions
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ PROTOCOLS = {
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(GradeOptions, EngineOptions):
     """Score a model on benchmarks with the generate stage's engine and the filter's verifiers."""
 
     model: Optional[str] = option(None, "Model to score: 'bundled', a checkpoint (NAME@vN), a local HF dir or a Hub id.")
@@ -88,17 +90,6 @@ class EvalConfig:
     outputs: Optional[str] = option(None, "Grade precomputed completions (a jsonl/parquet or a traces artifact) "
                                        "instead of generating; rows carry id + completion (+ answer).")
     completion_column: str = option("completion", "Completion column of --outputs.")
-    engine: str = option("vllm", "Engine: vllm (in-process) | openai (an OpenAI-compatible server).")
-    base_url: Optional[str] = option(None, "Server URL for --engine openai (e.g. http://127.0.0.1:8000/v1).")
-    api_key_env: Optional[str] = option(None, "Env var holding the server's API key (--engine openai).")
-    enforce_eager: bool = option(False, "vLLM: no CUDA graphs / compilation (fast start, slower decoding).")
-    max_model_len: Optional[int] = option(None, "vLLM: context length (default: the model's).")
-    seed: int = option(0, "Engine seed.")
-    tensor_parallel_size: int = option(1, "vLLM: GPUs to shard the model over.")
-    gpu_memory_utilization: Optional[float] = option(None, "vLLM: share of GPU memory to use.")
-    dtype: str = option("auto", "vLLM: weights dtype.")
-    max_concurrency: int = option(64, "--engine openai: requests in flight.")
-    num_proc: Optional[int] = option(None, "Grading worker processes (default: the grader's).")
     name: Optional[str] = option(None, "Eval artifact name (default: eval-<model name>).")
     push_to_hub: Optional[str] = option(None, "Also upload the eval artifact to this Hub dataset repo.")
     compare: bool = option(False, "Compare saved evals: distill eval --compare EVAL_A EVAL_B ... (markdown table).")
@@ -129,8 +120,8 @@ class EvalConfig:
             raise UserError(f"--top-p must be in (0, 1], got {self.top_p}")
         if any(k < 1 for k in self.pass_at):
             raise UserError(f"--pass-at values must be >= 1, got {self.pass_at}")
-        if self.engine not in ("vllm", "openai"):
-            raise UserError(f"unknown --engine {self.engine!r}: use vllm or openai")
+        self.validate_engine()
+        self.validate_grading()
         if self.name:
             artifacts.validate_name(self.name)
 
@@ -297,7 +288,7 @@ def run(cfg: EvalConfig, engine=None) -> str | None:
                 raise UserError(f"--pass-at {max(cfg.pass_at)} needs that many samples per problem, but {bench.name} "
                                 f"gets n={samples_for(cfg, bench.builtin)}: raise --n")
         rows, engine_format = generate(cfg, path, benches, sampling, conversation, engine, adapter, adapter_template)
-    records = grade_rows(rows, cfg.num_proc)
+    records = grade_rows(rows, cfg)
     return save(cfg, name, records, benches, checkpoint, path, sampling, conversation, engine_format, outputs_source,
                 adapter)
 
@@ -306,7 +297,7 @@ def generate(cfg: EvalConfig, path: str, benches, sampling: dict[str, Any], conv
              engine=None, adapter: str | None = None, chat_template: str | None = None):
     """Sample every benchmark's problems in one engine session; returns (rows, engine conversation format).
     ``engine``: an open engine to use (and leave open) instead of starting one from ``cfg``."""
-    from distill.engines import EngineConfig, Request, SamplingConfig, make_engine
+    from distill.engines import Request, SamplingConfig, make_engine
 
     requests, index = [], {}
     for bench in benches:
@@ -319,12 +310,8 @@ def generate(cfg: EvalConfig, path: str, benches, sampling: dict[str, Any], conv
     total = sum(r.n for r in requests)
     if sampling["temperature"] == 0 and any(r.n > 1 for r in requests):
         print("warning: temperature 0 with n > 1 repeats the same greedy sample", file=sys.stderr)
-    engine_cfg = EngineConfig(engine=cfg.engine, model=path, tensor_parallel_size=cfg.tensor_parallel_size,
-                              max_model_len=cfg.max_model_len, gpu_memory_utilization=cfg.gpu_memory_utilization,
-                              dtype=cfg.dtype, seed=cfg.seed, enforce_eager=cfg.enforce_eager, base_url=cfg.base_url,
-                              api_key_env=cfg.api_key_env, max_concurrency=cfg.max_concurrency,
-                              system_prompt=conversation["system_prompt"], adapter=adapter,
-                              chat_template=chat_template)
+    engine_cfg = cfg.engine_config(path, system_prompt=conversation["system_prompt"], adapter=adapter,
+                                   chat_template=chat_template)
     params = SamplingConfig(n=max(r.n for r in requests), temperature=sampling["temperature"],
                             top_p=sampling["top_p"], max_tokens=sampling["max_tokens"], seed=cfg.seed)
     print(f"generating {total} samples for {len(requests)} problems with {cfg.model} ({cfg.engine})", file=sys.stderr)
@@ -350,17 +337,17 @@ def generate(cfg: EvalConfig, path: str, benches, sampling: dict[str, Any], conv
     return rows, engine_format
 
 
-def grade_rows(rows: list[dict[str, Any]], num_proc: int | None) -> list[dict[str, Any]]:
+def grade_rows(rows: list[dict[str, Any]], cfg: GradeOptions) -> list[dict[str, Any]]:
     """Grade every sample with the filter's grader (distill.verify.grader.grade_batch): the one code path."""
     from distill.benchmarks import MATH
-    from distill.verify.grader import GradeConfig, GradeItem, grade_batch, lenient_correct
+    from distill.verify.grader import GradeItem, grade_batch, lenient_correct
 
     items = [GradeItem(completion=r["completion"], domain=r["_problem"].domain, reference=r["_problem"].reference,
                        finish_reason=r["finish_reason"], problem=r["_problem"].problem,
                        test_cases=r["_problem"].test_cases, fn_name=r["_problem"].fn_name,
                        starter_code=r["_problem"].starter_code) for r in rows]
     print(f"grading {len(items)} samples", file=sys.stderr)
-    graded = grade_batch(items, GradeConfig(), num_proc=num_proc)
+    graded = grade_batch(items, cfg.grade_config(), num_proc=cfg.num_proc)
     for row, result in zip(rows, graded, strict=True):
         verdict = result.verdict
         lenient = None

@@ -29,10 +29,11 @@ from typing import Optional
 
 from distill.config import option, to_dict
 from distill.errors import UserError
+from distill.verify.grader import GradeOptions
 
 
 @dataclass
-class FilterConfig:
+class FilterConfig(GradeOptions):
     """Keep only well-formed, correct, clean traces (see `distill filter --help`)."""
 
     input: str = option("traces@latest", "Artifact reference, local jsonl/json/parquet file, or Hub dataset id.")
@@ -54,9 +55,6 @@ class FilterConfig:
                                  "decontamination, dedup.")
     keep_unverified: bool = option(False, "Keep rows whose answer could not be verified (no reference, timeout).")
     require_reference: bool = option(False, "Fail when a math or multiple-choice row has no reference answer.")
-    min_reasoning_chars: int = option(20, "Minimum characters of reasoning inside <think>.")
-    assume_prefilled_think: bool = option(True, "Accept '</think>' without '<think>' (template-prefilled tag).")
-    timeout: float = option(5.0, "Hard wall-clock limit per answer check (s); an overrun is killed: unverified.")
     max_language_mix: float = option(0.05, "Largest share of reasoning words in another script than the prompt's.")
     min_tokens: int = option(0, "Minimum completion tokens.")
     max_tokens: Optional[int] = option(None, "Maximum completion tokens.")
@@ -75,10 +73,6 @@ class FilterConfig:
     fuzzy_decontamination: bool = option(False, "Also drop problems with character similarity >= "
                                                 "--fuzzy-threshold to a benchmark problem.")
     fuzzy_threshold: float = option(0.9, "Similarity threshold of fuzzy decontamination.")
-    unsafe_code_exec: bool = option(False, "Run code answers without namespace isolation (rlimits only).")
-    code_timeout: float = option(6.0, "Wall-clock limit per code test (s).")
-    min_pass_fraction: float = option(1.0, "Share of a code row's tests that must pass.")
-    num_proc: Optional[int] = option(None, "Worker processes (default: all cores).")
     plot: bool = option(False, "Write the funnel as funnel.png in the artifact directory.")
     push_to_hub: str | None = option(None, "Push the artifact to this Hub dataset repo after writing it.")
 
@@ -96,13 +90,12 @@ class FilterConfig:
             raise UserError(f"--domain {self.domain!r} is unknown; use one of {', '.join(DOMAINS)}")
         if self.per_prompt_policy not in POLICIES:
             raise UserError(f"--per-prompt-policy {self.per_prompt_policy!r}: use one of {', '.join(POLICIES)}")
-        checks = [("--timeout", self.timeout > 0), ("--max-language-mix", 0 <= self.max_language_mix <= 1),
+        self.validate_grading()
+        checks = [("--max-language-mix", 0 <= self.max_language_mix <= 1),
                   ("--near-duplicate-threshold", 0 < self.near_duplicate_threshold <= 1),
                   ("--fuzzy-threshold", 0 < self.fuzzy_threshold <= 1), ("--ngram", self.ngram >= 1),
                   ("--max-per-prompt", self.max_per_prompt is None or self.max_per_prompt >= 1),
-                  ("--num-proc", self.num_proc is None or self.num_proc >= 1),
-                  ("--max-tokens", self.max_tokens is None or self.max_tokens >= self.min_tokens),
-                  ("--min-pass-fraction", 0 < self.min_pass_fraction <= 1)]
+                  ("--max-tokens", self.max_tokens is None or self.max_tokens >= self.min_tokens)]
         local = self.tokenizer and self.tokenizer.startswith((".", "/", "~"))
         if local and not Path(self.tokenizer).expanduser().exists():
             raise UserError(f"tokenizer directory {self.tokenizer} not found: pass a local model directory, a "
@@ -110,13 +103,6 @@ class FilterConfig:
         bad = [flag for flag, ok in checks if not ok]
         if bad:
             raise UserError(f"{bad[0]} is out of range (see `distill filter --help`)")
-
-    def grade_config(self):
-        from distill.verify.grader import GradeConfig
-
-        return GradeConfig(timeout_s=self.timeout, min_reasoning_chars=self.min_reasoning_chars,
-                           assume_prefilled_think=self.assume_prefilled_think, unsafe_code_exec=self.unsafe_code_exec,
-                           code_timeout=self.code_timeout, min_pass_fraction=self.min_pass_fraction)
 
 
 # ---------------------------------------------------------------------------- reading rows

@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from distill.config import option, to_dict
+from distill.engines import EngineOptions
 from distill.engines import chat as prompting
 from distill.errors import UserError
 from distill.stages.generate.store import PartialStore
@@ -59,7 +60,7 @@ ANSWER_COLUMNS = ("answer", "final_answer", "solution", "reference")
 
 
 @dataclass
-class GenerateConfig:
+class GenerateConfig(EngineOptions):
     """Generate teacher reasoning traces into a versioned `traces` artifact (see `distill generate --help`)."""
 
     teacher: str = option("", "Teacher: Hub id, local model dir, 'bundled' or a checkpoint ref (NAME@vN); with "
@@ -81,22 +82,9 @@ class GenerateConfig:
     temperature: float = option(0.6, "Sampling temperature.")
     top_p: float = option(0.95, "Nucleus sampling top-p.")
     max_tokens: int = option(32768, "Max completion tokens per sample (capped by the model's context).")
-    seed: int = option(0, "Engine seed (vllm): same seed, same samples.")
     name: str = option("traces", "Name of the output artifact.")
-    engine: str = option("vllm", "vllm (in-process) or openai (an OpenAI-compatible server).")
-    tensor_parallel_size: int = option(1, "vllm: GPUs per model replica.")
-    max_model_len: Optional[int] = option(None, "vllm: context length (default: the model's).")
-    gpu_memory_utilization: Optional[float] = option(None, "vllm: share of GPU memory to use (default 0.9).")
-    dtype: str = option("auto", "vllm: weights dtype (auto, bfloat16, float16, float32).")
-    enforce_eager: bool = option(False, "vllm: no CUDA graphs / compilation; starts much faster (CPU, tests).")
-    max_num_seqs: Optional[int] = option(None, "vllm: sequences decoded together (default: vLLM's).")
     chat_template: str | None = option(None, "Chat template override (text or .jinja file); openai: recorded "
                                              "only, start the server with the same template.")
-    base_url: str | None = option(None, "openai: server URL, e.g. http://127.0.0.1:8000/v1.")
-    api_key_env: str | None = option(None, "openai: name of the env var holding the API key (never stored).")
-    max_concurrency: int = option(64, "openai: requests in flight.")
-    request_timeout_s: float = option(600.0, "openai: per-request timeout in seconds.", flag="--request-timeout")
-    max_retries: int = option(6, "openai: retries (exponential backoff) on 429/5xx/timeouts.")
     tokenizer: str | None = option(None, "openai: the served model's tokenizer (dir or Hub id) to record its chat "
                                          "template and cap --max-tokens by its context.")
     price_in: Optional[float] = option(None, "USD per million prompt tokens (cost in the manifest).")
@@ -115,6 +103,7 @@ class GenerateConfig:
             raise UserError(f"unknown --engine {self.engine!r}: use vllm or openai")
         if self.engine == "openai" and not self.base_url:
             raise UserError("--engine openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
+        self.validate_engine()
         checks = [(self.num_generations >= 1, "-n/--num-generations must be at least 1"),
                   (self.temperature >= 0, "--temperature must be >= 0"),
                   (0 < self.top_p <= 1, "--top-p must be in (0, 1]"),

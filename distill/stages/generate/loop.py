@@ -34,20 +34,16 @@ def explicit_system_prompt(cfg, few_shot) -> str | None:
 
 def generate_missing(ctx: dict[str, Any], missing_by_prompt: dict[int, list[int]], shard: int, count: int) -> None:
     """Sample what ``missing_by_prompt`` lists ({prompt position: missing sample indices}) and persist each sample."""
-    from distill.engines import EngineConfig, Request, SamplingConfig, make_engine
+    from distill.engines import Request, SamplingConfig, make_engine
     from distill.stages.generate import run_seed
     from distill.stages.generate.store import new_run_id
 
     cfg, store, prompts = ctx["cfg"], ctx["store"], ctx["prompts"]
     seed = run_seed(cfg.seed, shard, count, len(store.runs()))
-    engine_cfg = EngineConfig(
-        engine=cfg.engine, model=ctx["teacher"].model, tensor_parallel_size=cfg.tensor_parallel_size,
-        max_model_len=cfg.max_model_len, gpu_memory_utilization=cfg.gpu_memory_utilization, dtype=cfg.dtype,
-        seed=seed, enforce_eager=cfg.enforce_eager, base_url=cfg.base_url, api_key_env=cfg.api_key_env,
-        max_concurrency=cfg.max_concurrency, request_timeout_s=cfg.request_timeout_s, max_retries=cfg.max_retries,
-        chat_template=cfg.chat_template or ctx["teacher"].chat_template,
-        system_prompt=explicit_system_prompt(cfg, ctx["few_shot"]), max_num_seqs=cfg.max_num_seqs,
-        tokenizer=cfg.tokenizer, adapter=ctx["teacher"].adapter)
+    engine_cfg = cfg.engine_config(
+        ctx["teacher"].model, seed=seed, chat_template=cfg.chat_template or ctx["teacher"].chat_template,
+        system_prompt=explicit_system_prompt(cfg, ctx["few_shot"]), tokenizer=cfg.tokenizer,
+        adapter=ctx["teacher"].adapter)
     started = time.monotonic()
     own = ctx.get("engine") is None
     engine = make_engine(engine_cfg) if own else ctx["engine"]  # errors here leave nothing on disk

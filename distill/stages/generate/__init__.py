@@ -54,6 +54,7 @@ from distill.config import option, to_dict
 from distill.engines import EngineOptions
 from distill.engines import chat as prompting
 from distill.errors import UserError
+from distill.stages.generate.loop import GenerationJob, run_seed  # noqa: F401 - run_seed: part of this stage's API
 from distill.stages.generate.store import PartialStore
 
 ANSWER_COLUMNS = ("answer", "final_answer", "solution", "reference")
@@ -236,15 +237,6 @@ def config_hash(cfg: GenerateConfig, source_info: dict, teacher: Teacher, few_sh
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def run_seed(seed: int, shard: int, count: int, runs_before: int) -> int:
-    """The first run of shard 0 uses --seed itself; others get their own stream (a resumed run reusing
-    the first run's stream would replay its noise on the same prompts: duplicate samples)."""
-    if shard == 0 and runs_before == 0:
-        return seed
-    digest = hashlib.sha256(f"{seed}/{shard}/{count}/{runs_before}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") % (2 ** 31)
-
-
 # ---------------------------------------------------------------------------- the run
 
 
@@ -283,10 +275,10 @@ def run(cfg: GenerateConfig, engine=None):
 
                 print(f"pushed {existing.ref} to {hub.push(existing, cfg.push_to_hub)}")
             return existing
-    ctx = {"cfg": cfg, "data": data, "source": source, "prompts": prompts, "store": store, "teacher": teacher,
-           "few_shot": few_shot, "config_hash": chash, "engine": engine}
+    job = GenerationJob(cfg=cfg, data=data, source=source, prompts=prompts, store=store, teacher=teacher,
+                        few_shot=few_shot, config_hash=chash, engine=engine)
     if cfg.merge_shards:
-        return finish(ctx)
+        return finish(job)
     if cfg.temperature == 0 and cfg.num_generations > 1:
         print("warning: --temperature 0 with n > 1 gives n copies of the greedy sample", file=sys.stderr)
     done = store.done_keys()
@@ -296,7 +288,7 @@ def run(cfg: GenerateConfig, engine=None):
     if missing_by_prompt:
         from distill.stages.generate.loop import generate_missing
 
-        generate_missing(ctx, missing_by_prompt, shard, count)
+        generate_missing(job, missing_by_prompt, shard, count)
     elif not store.exists():  # an empty shard (N > prompts): nothing to write but its done mark
         store.create({"config_hash": chash})
     store.mark_done(shard, count, {"finished_at": time.time()})
@@ -305,7 +297,7 @@ def run(cfg: GenerateConfig, engine=None):
         print(f"shard {shard}/{count} done; shards {', '.join(map(str, waiting))} still running: the last to finish "
               "builds the artifact (or rerun this command with --merge-shards once they are done)")
         return None
-    return finish(ctx)
+    return finish(job)
 
 
 def committed_version(name: str, chash: str):
@@ -324,13 +316,13 @@ def committed_version(name: str, chash: str):
     return None
 
 
-def finish(ctx: dict[str, Any]):
+def finish(job: GenerationJob):
     """Build and commit the artifact from the partial dir (one process at a time), then remove it."""
     from distill import artifacts
     from distill.artifacts import hub
     from distill.stages.generate.loop import build_dataset, manifest_parts, print_summary
 
-    cfg, store, prompts = ctx["cfg"], ctx["store"], ctx["prompts"]
+    cfg, store, prompts = job.cfg, job.store, job.prompts
     if not store.exists():
         raise UserError(f"no generated samples for this config under {store.path.parent}: run without "
                         "--merge-shards first")
@@ -338,25 +330,25 @@ def finish(ctx: dict[str, Any]):
         if not holder:
             print("another process is building the artifact from these parts")
             return None
-        existing = committed_version(cfg.name, ctx["config_hash"])
+        existing = committed_version(cfg.name, job.config_hash)
         if existing is None:
             wanted = {(key, i) for key in prompts.ids for i in range(cfg.num_generations)}
             missing = len(wanted - store.done_keys())
             if missing:
                 raise UserError(f"{missing} of {len(wanted)} samples are still missing: run the unfinished shards "
                                 "(or this command without --merge-shards) to generate them")
-            dataset, totals = build_dataset(ctx)
-            parents = [a for a in (ctx["source"].artifact, ctx["teacher"].checkpoint) if a is not None]
-            config = {**to_dict(cfg), "source": ctx["source"].info}
+            dataset, totals = build_dataset(job)
+            parents = [a for a in (job.source.artifact, job.teacher.checkpoint) if a is not None]
+            config = {**to_dict(cfg), "source": job.source.info}
             with artifacts.create(cfg.name, "traces", config=config, parents=parents) as writer:
                 writer.save_dataset(dataset)
-                stats, extra = manifest_parts(ctx, totals)
+                stats, extra = manifest_parts(job, totals)
                 writer.stats.update(stats)
                 writer.extra.update(extra)
             existing = artifacts.resolve(str(writer.path))
             print_summary(existing)
         else:
-            print(f"{existing.ref} already holds these traces (same config {ctx['config_hash']})")
+            print(f"{existing.ref} already holds these traces (same config {job.config_hash})")
     store.remove()
     if cfg.push_to_hub:
         print(f"pushed {existing.ref} to {hub.push(existing, cfg.push_to_hub)}")

@@ -1,19 +1,22 @@
 """The two halves of a `distill generate` run: sampling into the partial dir, and building the artifact.
 
-    generate_missing(ctx, missing_by_prompt, shard, count)  # engine -> one jsonl line per finished sample (+ progress)
-    dataset, totals = build_dataset(ctx)       # partial dir + source rows -> rows in (prompt, sample) order
-    stats, extra = manifest_parts(ctx, totals) # what the traces manifest records
+    generate_missing(job, missing_by_prompt, shard, count)  # engine -> one jsonl line per finished sample (+ progress)
+    dataset, totals = build_dataset(job)       # partial dir + source rows -> rows in (prompt, sample) order
+    stats, extra = manifest_parts(job, totals) # what the traces manifest records
 
-``ctx`` is the dict ``distill.stages.generate.run`` assembles (config, dataset, prompts, store, teacher...).
+``job`` is the ``GenerationJob`` that ``distill.stages.generate.run`` assembles (config, dataset, prompts, store,
+teacher...).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import shutil
 import time
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 RESERVED = ("id", "sample_index", "prompt", "problem", "answer", "completion", "finish_reason", "prompt_tokens",
@@ -32,21 +35,44 @@ def explicit_system_prompt(cfg, few_shot) -> str | None:
 # ---------------------------------------------------------------------------- sampling
 
 
-def generate_missing(ctx: dict[str, Any], missing_by_prompt: dict[int, list[int]], shard: int, count: int) -> None:
+@dataclass
+class GenerationJob:
+    """Everything one `distill generate` run works from (built by ``distill.stages.generate.run``)."""
+
+    cfg: Any                # GenerateConfig
+    data: Any               # the source rows (datasets.Dataset)
+    source: Any             # where they came from (artifacts.sources.Source)
+    prompts: Any            # the deduplicated prompts (Prompts: ids, rows, problems, messages)
+    store: Any              # PartialStore: finished samples on disk (resume)
+    teacher: Any            # Teacher: what the engine loads
+    few_shot: list | None
+    config_hash: str        # identity of everything that changes the samples
+    engine: Any = None      # an open engine to reuse instead of starting one
+
+
+def run_seed(seed: int, shard: int, count: int, runs_before: int) -> int:
+    """The first run of shard 0 uses --seed itself; others get their own stream (a resumed run reusing
+    the first run's stream would replay its noise on the same prompts: duplicate samples)."""
+    if shard == 0 and runs_before == 0:
+        return seed
+    digest = hashlib.sha256(f"{seed}/{shard}/{count}/{runs_before}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") % (2 ** 31)
+
+
+def generate_missing(job: GenerationJob, missing_by_prompt: dict[int, list[int]], shard: int, count: int) -> None:
     """Sample what ``missing_by_prompt`` lists ({prompt position: missing sample indices}) and persist each sample."""
     from distill.engines import Request, SamplingConfig, make_engine
-    from distill.stages.generate import run_seed
     from distill.stages.generate.store import new_run_id
 
-    cfg, store, prompts = ctx["cfg"], ctx["store"], ctx["prompts"]
+    cfg, store, prompts = job.cfg, job.store, job.prompts
     seed = run_seed(cfg.seed, shard, count, len(store.runs()))
     engine_cfg = cfg.engine_config(
-        ctx["teacher"].model, seed=seed, chat_template=cfg.chat_template or ctx["teacher"].chat_template,
-        system_prompt=explicit_system_prompt(cfg, ctx["few_shot"]), tokenizer=cfg.tokenizer,
-        adapter=ctx["teacher"].adapter)
+        job.teacher.model, seed=seed, chat_template=cfg.chat_template or job.teacher.chat_template,
+        system_prompt=explicit_system_prompt(cfg, job.few_shot), tokenizer=cfg.tokenizer,
+        adapter=job.teacher.adapter)
     started = time.monotonic()
-    own = ctx.get("engine") is None
-    engine = make_engine(engine_cfg) if own else ctx["engine"]  # errors here leave nothing on disk
+    own = job.engine is None
+    engine = make_engine(engine_cfg) if own else job.engine  # errors here leave nothing on disk
     run_id = new_run_id()
     stats: dict[str, Any] = {"run": run_id, "shard": f"{shard}/{count}", "seed": seed, "engine": cfg.engine,
                              "started_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -55,8 +81,8 @@ def generate_missing(ctx: dict[str, Any], missing_by_prompt: dict[int, list[int]
     writer = None
     remaining = {prompts.ids[p]: len(indices) for p, indices in missing_by_prompt.items()}
     try:
-        store.create({"config_hash": ctx["config_hash"], "name": cfg.name, "teacher": ctx["teacher"].info,
-                      "dataset": ctx["source"].info})
+        store.create({"config_hash": job.config_hash, "name": cfg.name, "teacher": job.teacher.info,
+                      "dataset": job.source.info})
         if not (store.path / CONVERSATION_FILE).exists():
             (store.path / CONVERSATION_FILE).write_text(json.dumps(engine.conversation_format(), indent=2))
         writer = store.writer(f"{shard}of{count}", run_id)
@@ -138,12 +164,12 @@ def _answer(value) -> str | None:
     return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
 
 
-def build_dataset(ctx: dict[str, Any]):
+def build_dataset(job: GenerationJob):
     """The traces dataset: one row per (prompt, sample index), in dataset order; and token totals."""
     import datasets
     from datasets.arrow_writer import ArrowWriter
 
-    cfg, data, prompts, store = ctx["cfg"], ctx["data"], ctx["prompts"], ctx["store"]
+    cfg, data, prompts, store = job.cfg, job.data, job.prompts, job.store
     n = cfg.num_generations
     carried = source_columns(data.column_names, cfg, prompts.answer_column)
     message = {"role": datasets.Value("string"), "content": datasets.Value("string")}
@@ -192,11 +218,11 @@ def build_dataset(ctx: dict[str, Any]):
     return rows, totals
 
 
-def manifest_parts(ctx: dict[str, Any], totals: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def manifest_parts(job: GenerationJob, totals: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(stats, top-level manifest keys) of a traces artifact."""
     from distill.environment import distribution_version
 
-    cfg, store, prompts = ctx["cfg"], ctx["store"], ctx["prompts"]
+    cfg, store, prompts = job.cfg, job.store, job.prompts
     runs = store.runs()
     engine_seconds = sum(r.get("engine_seconds", 0) for r in runs)
     run_tokens = sum(r.get("completion_tokens", 0) for r in runs)
@@ -205,10 +231,10 @@ def manifest_parts(ctx: dict[str, Any], totals: dict[str, Any]) -> tuple[dict[st
     throughput = round(run_tokens / engine_seconds, 2) if engine_seconds else None
     conversation_path = store.path / CONVERSATION_FILE
     engine_format = json.loads(conversation_path.read_text()) if conversation_path.exists() else {}
-    conversation = {**engine_format, "few_shot": ctx["few_shot"],
+    conversation = {**engine_format, "few_shot": job.few_shot,
                     "prompt_template": None if prompts.conversations else cfg.prompt_template}
     generation = {
-        "config_hash": ctx["config_hash"], "runs": runs, "shards": sorted({r.get("shard") for r in runs}),
+        "config_hash": job.config_hash, "runs": runs, "shards": sorted({r.get("shard") for r in runs}),
         "engine_seconds": round(engine_seconds, 2), "load_seconds": round(sum(r.get("load_seconds", 0) for r in runs), 2),
         "samples": totals["samples"], "prompt_tokens": totals["prompt_tokens"],
         "completion_tokens": totals["completion_tokens"], "tokens_per_second": throughput,
@@ -217,11 +243,11 @@ def manifest_parts(ctx: dict[str, Any], totals: dict[str, Any]) -> tuple[dict[st
         "finish_reasons": dict(sorted(totals["finish_reasons"].items())), "truncated_share": round(truncated, 4),
         "prompts_too_long": totals["prompts_too_long"],
     }
-    teacher = {**ctx["teacher"].info, "dtype": cfg.dtype, "tensor_parallel_size": cfg.tensor_parallel_size,
+    teacher = {**job.teacher.info, "dtype": cfg.dtype, "tensor_parallel_size": cfg.tensor_parallel_size,
                "max_model_len": cfg.max_model_len,
                "engine_version": distribution_version("vllm") if cfg.engine == "vllm" else None,
                "base_url": cfg.base_url if cfg.engine == "openai" else None}
-    source = {**ctx["source"].info, "split": cfg.split, "config": cfg.dataset_config,
+    source = {**job.source.info, "split": cfg.split, "config": cfg.dataset_config,
               "prompt_column": cfg.prompt_column, "answer_column": prompts.answer_column,
               "id_column": cfg.id_column, "limit": cfg.limit, "rows_used": len(prompts) + prompts.duplicates,
               "prompts": len(prompts), "duplicate_prompts": prompts.duplicates}

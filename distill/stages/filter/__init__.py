@@ -183,84 +183,123 @@ def run(cfg: FilterConfig):
 
 
 def _run(cfg: FilterConfig):
+    """read -> measure (language, grade, tokens, contamination) -> reject reasons -> dedup / cap -> write."""
     from distill import artifacts
-    from distill.artifacts import hub
-    from distill.artifacts.sources import load_input
-    from distill.stages.filter import features
-    from distill.verify.grader import GradeItem, grade_batch, make_pool
-    from distill.verify.length import check_length, count_tokens
+    from distill.verify.grader import make_pool
     from distill.verify.pool import available_cpus
 
     started = time.monotonic()
     artifacts.check_name_kind(cfg.name, "filtered")
+    data, source, rows, tokenizer, index = _read(cfg)
+    num_proc = cfg.num_proc or available_cpus()
+    with _progress() as progress, make_pool(num_proc, cfg.grade_config()) as pool:
+        measured = _measure(cfg, rows, tokenizer, index, pool, num_proc, progress)
+        columns, reasons = _reject_reasons(cfg, measured)
+        columns["dedup"] = _dedup(cfg, rows["group"], reasons, measured.num_tokens, pool, rows["completion"],
+                                  "dedup" not in cfg.skip)
+    columns["reject_reason"] = reasons
+    stats = _stats(cfg, rows, measured.graded, reasons, measured.num_tokens, measured.token_source, index,
+                   measured.contaminated, set(cfg.skip))
+    stats["seconds"] = round(time.monotonic() - started, 2)
+    stats["rows_per_s"] = round(len(data) / max(stats["seconds"], 1e-9), 1)
+    return _write(cfg, data, source, columns, reasons, stats)
+
+
+def _read(cfg: FilterConfig):
+    """(rows, their source, the columns the checks read, tokenizer or None, decontamination index or None)."""
+    from distill.artifacts.sources import load_input
+
     tokenizer = _load_tokenizer(cfg.tokenizer) if cfg.tokenizer and "length" not in cfg.skip else None
     data, source = load_input(cfg.input, split=cfg.split, config=cfg.dataset_config)
     if len(data) == 0:
         raise UserError(f"input {cfg.input!r} has no rows: nothing to filter")
     rows = _read_rows(data, cfg)
-    n, skip = len(data), set(cfg.skip)
     index = None
-    if cfg.decontaminate and "decontamination" not in skip:
+    if cfg.decontaminate and "decontamination" not in cfg.skip:
         from distill.benchmarks import decontamination_index
 
         index = decontamination_index(cfg.decontaminate, cfg.ngram,
                                       cfg.fuzzy_threshold if cfg.fuzzy_decontamination else None)
-    grade_cfg = cfg.grade_config()
-    want_language, want_dedup = "language" not in skip, "dedup" not in skip
-    num_proc = cfg.num_proc or available_cpus()
+    return data, source, rows, tokenizer, index
 
-    with _progress() as progress, make_pool(num_proc, grade_cfg) as pool:
-        feats = [(None, None, None)] * n
-        if want_language:
-            task = progress.add_task("checking language", total=n)
-            payloads = [(c, p, cfg.assume_prefilled_think, cfg.max_language_mix)
-                        for c, p in zip(rows["completion"], rows["problem"], strict=True)]
-            feats = pool.map(features.row_features, payloads, timeout_s=max(60.0, cfg.timeout * 4),
-                             on_timeout=lambda _: (False, 1.0, "timeout"),
-                             on_error=lambda _, msg: (False, 1.0, "error"),
-                             progress=lambda k: progress.advance(task, k))
-        task = progress.add_task("grading answers", total=n)
-        items = [GradeItem(completion=c, domain=d, reference=r, finish_reason=f, problem=p, test_cases=t,
-                           fn_name=fn, starter_code=s)
-                 for c, d, r, f, p, t, fn, s in zip(rows["completion"], rows["domain"], rows["reference"],
-                                                   rows["finish_reason"], rows["problem"], rows["test_cases"],
-                                                   rows["fn_name"], rows["starter_code"], strict=True)]
-        graded = grade_batch(items, grade_cfg, num_proc=num_proc, pool=pool,
-                             progress=lambda k: progress.advance(task, k))
-        num_tokens, token_source = count_tokens(rows["completion"], rows["reported_tokens"], tokenizer)
-        contaminated = [index.match(p) if index else None for p in rows["problem"]]
 
-        # per-row checks, in order; the first failure is the reject reason
-        columns: dict[str, list] = {k: [] for k in _CHECK_FEATURES}
-        reasons: list[str | None] = []
-        for i, result in enumerate(graded):
-            language_ok, mix, script = feats[i]
-            verdict = result.verdict
-            length_ok = check_length(num_tokens[i], cfg.min_tokens, cfg.max_tokens)
-            failed = [("incomplete", "complete" not in skip and not result.complete),
-                      ("format", "format" not in skip and not result.well_formed),
-                      ("incorrect", "correct" not in skip and verdict.status == "incorrect"),
-                      ("unverified", "correct" not in skip and verdict.status == "unverified"
-                       and not cfg.keep_unverified),
-                      ("language", want_language and not language_ok),
-                      ("length", "length" not in skip and not length_ok),
-                      ("contaminated", contaminated[i] is not None)]
-            reasons.append(next((reason for reason, bad in failed if bad), None))
-            for key, value in (("complete", result.complete), ("format_ok", result.well_formed),
-                               ("format_reason", result.format_reason), ("verdict", verdict.status),
-                               ("predicted", _short(verdict.predicted)), ("verdict_reason", _short(verdict.reason)),
-                               ("language_ok", language_ok if want_language else None),
-                               ("language_mix", mix if want_language else None),
-                               ("script", script if want_language else None), ("num_tokens", num_tokens[i]),
-                               ("length_ok", length_ok), ("contaminated_by", contaminated[i])):
-                columns[key].append(value)
-        columns["dedup"] = _dedup(cfg, rows["group"], reasons, num_tokens, pool, rows["completion"], want_dedup)
-    columns["reject_reason"] = reasons
+@dataclass
+class _Measured:
+    """What the per-row checks measured (one entry per row)."""
+
+    features: list        # (language_ok, language_mix, script) or (None, None, None) when not checked
+    graded: list          # GradeResult: complete, format, verdict
+    num_tokens: list
+    token_source: str
+    contaminated: list    # the benchmark a row's problem overlaps, or None
+
+
+def _measure(cfg: FilterConfig, rows, tokenizer, index, pool, num_proc: int, progress) -> _Measured:
+    from distill.stages.filter import features
+    from distill.verify.grader import GradeItem, grade_batch
+    from distill.verify.length import count_tokens
+
+    n = len(rows["completion"])
+    feats = [(None, None, None)] * n
+    if "language" not in cfg.skip:
+        task = progress.add_task("checking language", total=n)
+        payloads = [(c, p, cfg.assume_prefilled_think, cfg.max_language_mix)
+                    for c, p in zip(rows["completion"], rows["problem"], strict=True)]
+        feats = pool.map(features.row_features, payloads, timeout_s=max(60.0, cfg.timeout * 4),
+                         on_timeout=lambda _: (False, 1.0, "timeout"),
+                         on_error=lambda _, msg: (False, 1.0, "error"),
+                         progress=lambda k: progress.advance(task, k))
+    task = progress.add_task("grading answers", total=n)
+    items = [GradeItem(completion=c, domain=d, reference=r, finish_reason=f, problem=p, test_cases=t,
+                       fn_name=fn, starter_code=s)
+             for c, d, r, f, p, t, fn, s in zip(rows["completion"], rows["domain"], rows["reference"],
+                                               rows["finish_reason"], rows["problem"], rows["test_cases"],
+                                               rows["fn_name"], rows["starter_code"], strict=True)]
+    graded = grade_batch(items, cfg.grade_config(), num_proc=num_proc, pool=pool,
+                         progress=lambda k: progress.advance(task, k))
+    num_tokens, token_source = count_tokens(rows["completion"], rows["reported_tokens"], tokenizer)
+    contaminated = [index.match(p) if index else None for p in rows["problem"]]
+    return _Measured(feats, graded, num_tokens, token_source, contaminated)
+
+
+def _reject_reasons(cfg: FilterConfig, measured: _Measured) -> tuple[dict[str, list], list[str | None]]:
+    """Each row's check columns and its reject reason: the first check, in order, that it fails."""
+    from distill.verify.length import check_length
+
+    skip, want_language = set(cfg.skip), "language" not in cfg.skip
+    columns: dict[str, list] = {k: [] for k in _CHECK_FEATURES}
+    reasons: list[str | None] = []
+    for i, result in enumerate(measured.graded):
+        language_ok, mix, script = measured.features[i]
+        verdict, contaminated = result.verdict, measured.contaminated[i]
+        length_ok = check_length(measured.num_tokens[i], cfg.min_tokens, cfg.max_tokens)
+        failed = [("incomplete", "complete" not in skip and not result.complete),
+                  ("format", "format" not in skip and not result.well_formed),
+                  ("incorrect", "correct" not in skip and verdict.status == "incorrect"),
+                  ("unverified", "correct" not in skip and verdict.status == "unverified"
+                   and not cfg.keep_unverified),
+                  ("language", want_language and not language_ok),
+                  ("length", "length" not in skip and not length_ok),
+                  ("contaminated", contaminated is not None)]
+        reasons.append(next((reason for reason, bad in failed if bad), None))
+        for key, value in (("complete", result.complete), ("format_ok", result.well_formed),
+                           ("format_reason", result.format_reason), ("verdict", verdict.status),
+                           ("predicted", _short(verdict.predicted)), ("verdict_reason", _short(verdict.reason)),
+                           ("language_ok", language_ok if want_language else None),
+                           ("language_mix", mix if want_language else None),
+                           ("script", script if want_language else None), ("num_tokens", measured.num_tokens[i]),
+                           ("length_ok", length_ok), ("contaminated_by", contaminated)):
+            columns[key].append(value)
+    return columns, reasons
+
+
+def _write(cfg: FilterConfig, data, source, columns, reasons, stats):
+    """Commit the filtered artifact (kept rows + rejected rows with their reasons), print the funnel."""
+    from distill import artifacts
+    from distill.artifacts import hub
+    from distill.stages.filter import features
 
     output = _build_output(data, columns, reasons)
-    stats = _stats(cfg, rows, graded, reasons, num_tokens, token_source, index, contaminated, skip)
-    stats["seconds"] = round(time.monotonic() - started, 2)
-    stats["rows_per_s"] = round(n / max(stats["seconds"], 1e-9), 1)
     parents = [source.artifact] if source.artifact is not None else []
     config = {**to_dict(cfg), "source": source.info}
     with artifacts.create(cfg.name, "filtered", config=config, parents=parents) as writer:

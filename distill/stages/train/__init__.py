@@ -24,21 +24,14 @@ import hashlib
 import json
 import os
 import shutil
-import sys
-from collections import Counter
 from pathlib import Path
 
 from distill import artifacts
 from distill.artifacts import hub
-from distill.config import build, to_dict
+from distill.config import to_dict
 from distill.errors import UserError
+from distill.stages.train.commit import TrainingRun, commit, next_version, overrides, say
 from distill.stages.train.config import NOT_HASHED, TrainConfig
-from distill.stages.train.recipes import load_recipe
-
-
-def _say(message: str) -> None:
-    if os.environ.get("RANK", "0") == "0":  # one voice in a distributed run
-        print(f"[train] {message}", file=sys.stderr, flush=True)
 
 
 def run(cfg: TrainConfig):
@@ -75,8 +68,8 @@ def _train(cfg: TrainConfig):
     plan = templates.choose_plan(cfg.chat_template, tokenizer, conversation_in.get("chat_template"))
     special = templates.set_stop_and_pad(tokenizer, plan.end_of_turn)
     for note in plan.notes:
-        _say(note)
-    _say(f"chat template: {plan.source} ({plan.family or 'unrecognised'}, masks by {plan.method}); end of turn "
+        say(note)
+    say(f"chat template: {plan.source} ({plan.family or 'unrecognised'}, masks by {plan.method}); end of turn "
          f"{plan.end_of_turn!r}, pad {tokenizer.pad_token!r}")
 
     default_system = _default_system(conversation_in, plan, tokenizer)
@@ -92,24 +85,48 @@ def _train(cfg: TrainConfig):
     eval_ds, eval_stats = (data.tokenize(eval_rows, tokenizer, plan, cfg, cfg.dataset_num_proc, "eval")
                            if eval_rows is not None else (None, {}))
     eval_ds = eval_ds if eval_ds is not None and len(eval_ds) else None
-    _say(f"{train_stats['kept']} training examples ({train_stats['trained_tokens']} trained tokens), "
+    say(f"{train_stats['kept']} training examples ({train_stats['trained_tokens']} trained tokens), "
          f"{len(eval_ds) if eval_ds else 0} eval; dropped {train_stats.get('dropped_too_long', 0)} longer than "
          f"{cfg.max_length} tokens" + (f", truncated {train_stats['truncated']}" if cfg.truncate else ""))
 
     precision = student.resolve_precision(cfg.precision)
     accumulation = _accumulation(cfg, launch.world_size())
     run_dir = _run_dir(name, cfg, inputs, plan, launch.world_size())
-    _say(f"recipe {cfg.recipe}, overrides {json.dumps(_overrides(cfg), default=str)}; {precision}, "
+    say(f"recipe {cfg.recipe}, overrides {json.dumps(overrides(cfg), default=str)}; {precision}, "
          f"{launch.world_size()} process(es) x batch {cfg.per_device_train_batch_size} x accumulation {accumulation}")
     if os.environ.get("RANK", "0") == "0":
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "distill_config.json").write_text(json.dumps(to_dict(cfg), indent=2, default=str) + "\n")
     trainer, callbacks = _make_trainer(cfg, name, student_path, tokenizer, special, precision, accumulation,
                                        run_dir, train_ds, eval_ds)
+    metrics = _fit(cfg, trainer, callbacks[0], run_dir, eval_ds is not None)
+    final_dir = run_dir / "final"
+    trainer.save_model(str(final_dir))
+    if not trainer.is_world_process_zero():
+        return None
+    artifact = commit(cfg, TrainingRun(
+        name=name, inputs=inputs, mix=mix, plan=plan, conversation_in=conversation_in, student_path=student_path,
+        student_artifact=student_artifact, tokenizer=tokenizer, special=special, precision=precision,
+        train_stats=train_stats, eval_stats=eval_stats, metrics=metrics, trainer=trainer, run_dir=run_dir,
+        final_dir=final_dir, train_rows=train_rows, prompt_template=prompt_template, accumulation=accumulation))
+    if not cfg.keep_run_dir:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    say(f"wrote {artifact.ref} at {artifact.path}" + (f" (eval loss {metrics['eval_loss']:.4f})"
+                                                       if "eval_loss" in metrics else ""))
+    if cfg.push_to_hub:
+        say(f"pushed to {hub.push(artifact, cfg.push_to_hub)}")
+    print(artifact.ref)
+    return artifact
+
+
+
+def _fit(cfg: TrainConfig, trainer, preemption, run_dir: Path, has_eval: bool) -> dict:
+    """Train (resuming from the run dir's last checkpoint), then the final validation; exit 143 on SIGTERM."""
+    from distill.stages.train import launch
+
     last = _last_checkpoint(run_dir) if cfg.resume else None
     if last:
-        _say(f"resuming from {last}")
-    preemption = callbacks[0]
+        say(f"resuming from {last}")
     preemption.install()
     try:
         result = trainer.train(resume_from_checkpoint=last)
@@ -117,29 +134,12 @@ def _train(cfg: TrainConfig):
         preemption.uninstall()
     if preemption.preempted:
         launch.mark_preempted()
-        _say(f"SIGTERM: saved a resumable checkpoint in {run_dir}; run the same command to resume")
+        say(f"SIGTERM: saved a resumable checkpoint in {run_dir}; run the same command to resume")
         raise SystemExit(launch.PREEMPTED_EXIT)
     metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}
-    if eval_ds is not None:
+    if has_eval:
         metrics.update({k: v for k, v in trainer.evaluate().items() if isinstance(v, (int, float))})
-    final_dir = run_dir / "final"
-    trainer.save_model(str(final_dir))
-    if not trainer.is_world_process_zero():
-        return None
-    context = dict(name=name, inputs=inputs, mix=mix, plan=plan, conversation_in=conversation_in,
-                   student_path=student_path, student_artifact=student_artifact, tokenizer=tokenizer,
-                   special=special, precision=precision, train_stats=train_stats, eval_stats=eval_stats,
-                   metrics=metrics, trainer=trainer, run_dir=run_dir, final_dir=final_dir, train_rows=train_rows,
-                   prompt_template=prompt_template, accumulation=accumulation)
-    artifact = _commit(cfg, **context)
-    if not cfg.keep_run_dir:
-        shutil.rmtree(run_dir, ignore_errors=True)
-    _say(f"wrote {artifact.ref} at {artifact.path}" + (f" (eval loss {metrics['eval_loss']:.4f})"
-                                                       if "eval_loss" in metrics else ""))
-    if cfg.push_to_hub:
-        _say(f"pushed to {hub.push(artifact, cfg.push_to_hub)}")
-    print(artifact.ref)
-    return artifact
+    return metrics
 
 
 # ---------------------------------------------------------------------------- pieces
@@ -189,12 +189,6 @@ def _report_to(cfg: TrainConfig) -> list[str]:
     return [t for t in cfg.report_to if t not in ("none", "auto")]
 
 
-def _next_version(name: str) -> str:
-    folder = artifacts.home() / artifacts.KIND_DIRS["checkpoint"] / name
-    versions = artifacts.list_versions(folder) if folder.is_dir() else []
-    return artifacts.format_version(int(versions[-1].name[1:]) + 1 if versions else 1)
-
-
 def _make_trainer(cfg, name, student_path, tokenizer, special, precision, accumulation, run_dir, train_ds, eval_ds):
     from trl import SFTConfig, SFTTrainer
 
@@ -206,7 +200,7 @@ def _make_trainer(cfg, name, student_path, tokenizer, special, precision, accumu
     # The arguments come first: under `accelerate launch` with ZeRO-3 they register the DeepSpeed config, so
     # that from_pretrained below partitions the weights across ranks instead of loading them whole on each.
     args = SFTConfig(
-        output_dir=str(run_dir), run_name=f"{name}@{_next_version(name)}", report_to=_report_to(cfg),
+        output_dir=str(run_dir), run_name=f"{name}@{next_version(name)}", report_to=_report_to(cfg),
         num_train_epochs=cfg.num_train_epochs, max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler_type, warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay,
         optim=cfg.optim, per_device_train_batch_size=cfg.per_device_train_batch_size,
@@ -230,93 +224,3 @@ def _make_trainer(cfg, name, student_path, tokenizer, special, precision, accumu
                          callbacks=callbacks)
     callbacks[1].handler = trainer.callback_handler
     return trainer, callbacks
-
-
-def _overrides(cfg: TrainConfig) -> dict:
-    reference = to_dict(build(TrainConfig, load_recipe(cfg.recipe))) if cfg.recipe else to_dict(TrainConfig())
-    return {k: v for k, v in to_dict(cfg).items() if k != "recipe" and reference.get(k) != v}
-
-
-def _card_base_model(spec: str, resolved: str) -> str:
-    from distill import models
-
-    if models.is_bundled(spec):
-        return "HuggingFaceTB/SmolLM2-135M-Instruct"
-    return spec if Path(resolved).exists() else resolved
-
-
-def _licenses(parents, own: dict) -> dict:
-    merged: dict = {}
-    for parent in parents:
-        merged.update(parent.manifest.get("licenses") or {})
-    return {**merged, **own}
-
-
-def _system_prompt_used(train_rows) -> str | None:
-    """The system prompt most training conversations carry (None when most carry none)."""
-    sample = train_rows.select(range(min(len(train_rows), 1000)))["messages"]
-    counts = Counter(m[0]["content"] if m and m[0]["role"] == "system" else None for m in sample)
-    return counts.most_common(1)[0][0] if counts else None
-
-
-def _commit(cfg: TrainConfig, *, name, inputs, mix, plan, conversation_in, student_path, student_artifact, tokenizer,
-            special, precision, train_stats, eval_stats, metrics, trainer, run_dir, final_dir, train_rows,
-            prompt_template, accumulation):
-    from distill import models
-    from distill.stages.train import callbacks as cb
-    from distill.stages.train import card, launch
-    from distill.stages.train import model as student
-
-    parents = [i.source.artifact for i in inputs if i.source.artifact is not None]
-    if student_artifact is not None:
-        parents.append(student_artifact)
-    licenses = {"student": models.BUNDLED_LICENSE} if models.is_bundled(cfg.model) else {}
-    conversation = {
-        "chat_template": plan.inference, "chat_template_sha256": plan.sha256,
-        "system_prompt": _system_prompt_used(train_rows), "few_shot": conversation_in.get("few_shot")
-        if cfg.keep_few_shot else None, "prompt_template": prompt_template, "prefill": None,
-        "source": plan.source, "family": plan.family, "end_of_turn": plan.end_of_turn, "loss_masks": plan.method,
-    }
-    adapter = bool(cfg.lora)
-    state = trainer.state
-    with artifacts.create(name, "checkpoint", config=to_dict(cfg), parents=parents, licenses=licenses) as writer:
-        shutil.move(str(final_dir), str(writer.model_path))
-        (writer.model_path / "training_args.bin").unlink(missing_ok=True)
-        eos_ids = student.stop_token_ids(tokenizer, getattr(trainer.model, "generation_config", None))
-        targets = [writer.model_path]
-        if cfg.merge:
-            _say("merging the adapter into the base model")
-            student.merge_adapter(student_path, writer.model_path, writer.path / "merged", precision,
-                                  cfg.model_revision, len(tokenizer) if special["pad_added"] else None)
-            targets.append(writer.path / "merged")
-        for target in targets:
-            student.save_tokenizer(tokenizer, target, plan.inference)
-            student.write_generation_config(target, tokenizer, eos_ids, cfg.temperature, cfg.top_p)
-            student.fix_model_config(target, tokenizer)
-        state.save_to_json(str(writer.path / "trainer_state.json"))
-        cb.plot_loss_curve(state.log_history, writer.path / "loss_curve.png", f"{name} ({cfg.model})")
-        if (run_dir / "runs").is_dir():
-            shutil.copytree(run_dir / "runs", writer.path / "tensorboard")
-        (writer.path / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        teachers = sorted({t for t in (card.find_teacher(i.source.artifact) for i in inputs) if t})
-        writer.counts.update(train_examples=train_stats["kept"], eval_examples=eval_stats.get("kept", 0))
-        writer.stats.update(train=train_stats, eval=eval_stats, mixture=mix, metrics=metrics)
-        writer.extra.update(
-            conversation=conversation, base_model=student_path, teacher=teachers[0] if teachers else None,
-            student={"spec": cfg.model, "resolved": student_path, "revision": cfg.model_revision,
-                     "ref": student_artifact.ref if student_artifact else None},
-            datasets=[{**d, "sha256": d["source"].get("sha256")} for d in mix["datasets"]],
-            training={"recipe": cfg.recipe, "overrides": _overrides(cfg), "precision": precision,
-                      "gradient_accumulation_steps": accumulation, "world_size": trainer.args.world_size,
-                      "adapter": adapter, "merged": bool(cfg.merge), "run_name": trainer.args.run_name,
-                      "report_to": trainer.args.report_to, "special_tokens": special,
-                      "distributed": launch.distributed_summary(trainer)},
-            trainer_state={"global_step": state.global_step, "epoch": state.epoch, "max_steps": state.max_steps,
-                           "num_input_tokens_seen": state.num_input_tokens_seen, "total_flos": state.total_flos,
-                           "train_loss": metrics.get("train_loss"), "eval_loss": metrics.get("eval_loss")})
-        (writer.path / "README.md").write_text(card.model_card(
-            name=name, version=_next_version(name), base_model=_card_base_model(cfg.model, student_path),
-            teachers=teachers, datasets=mix["datasets"], cfg=to_dict(cfg), metrics=metrics,
-            conversation=conversation, adapter=adapter, merged=bool(cfg.merge),
-            licenses=_licenses(parents, licenses), stats=train_stats))
-    return artifacts.resolve(str(writer.path))

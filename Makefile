@@ -44,10 +44,10 @@ demo: install
 	$(PY) scripts/demo.py
 
 lint: install
-	$(VENV)/bin/ruff check distill tests scripts benchmarks
+	$(VENV)/bin/ruff check distill tests scripts bench
 
 bench: install
-	$(PY) benchmarks/run.py --output benchmarks/RESULTS.md
+	$(PY) bench/run.py --output bench/RESULTS.md
 
 reproduce-openthoughts: install
 	$(PY) scripts/reproduce_openthoughts.py

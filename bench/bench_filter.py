@@ -1,7 +1,7 @@
 """Filter / grader throughput on realistic long traces, against open-r1's accuracy reward.
 
-    python benchmarks/bench_filter.py            # prints the rows; BENCH_FILTER_N=800 for more traces
-    python benchmarks/run.py --only filter       # the markdown table
+    python bench/bench_filter.py            # prints the rows; BENCH_FILTER_N=800 for more traces
+    python bench/run.py --only filter       # the markdown table
 
 Traces: R1-style completions with ~4,000 tokens of reasoning (arithmetic, inline LaTeX, "Wait, ..."
 detours, a boxed guess inside the thinking) and a short answer part ending in ``**Final Answer**

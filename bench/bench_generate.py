@@ -1,6 +1,6 @@
 """Throughput of `distill generate` against raw `LLM.chat` and transformers `generate`, length-skewed outputs.
 
-    python benchmarks/bench_generate.py          # or `make bench` (benchmarks/run.py calls run())
+    python bench/bench_generate.py          # or `make bench` (bench/run.py calls run())
 
 One vLLM engine (the bundled SmolLM2-135M, CPU build here) serves both vLLM measurements, alternated
 (raw, distill, raw, distill) so that load from elsewhere on the machine hits both alike:

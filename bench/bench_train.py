@@ -1,7 +1,7 @@
 """Training throughput: packed (best-fit decreasing, `--packing`) vs padded batches on length-skewed traces.
 
-    python benchmarks/bench_train.py             # prints the rows (BENCH_TRAIN_N=256 for more traces)
-    python benchmarks/run.py --only train        # the markdown table
+    python bench/bench_train.py             # prints the rows (BENCH_TRAIN_N=256 for more traces)
+    python bench/run.py --only train        # the markdown table
 
 Traces: token sequences whose lengths follow a log-normal law clipped to [32, 1024] (median ~135): most
 short, a long tail, like filtered reasoning traces; ~30% of each is prompt (masked). Student: a 4-layer

@@ -1,7 +1,7 @@
-"""Run every benchmark (benchmarks/bench_*.py) and write their figures to a markdown table.
+"""Run every benchmark (bench/bench_*.py) and write their figures to a markdown table.
 
-    make bench                    # = python benchmarks/run.py --output benchmarks/RESULTS.md
-    python benchmarks/run.py --only filter
+    make bench                    # = python bench/run.py --output bench/RESULTS.md
+    python bench/run.py --only filter
 
 Each bench module exposes ``run() -> list[dict]`` with keys benchmark, metric, value, unit, notes.
 """

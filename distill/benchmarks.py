@@ -32,7 +32,7 @@ Built-ins (Hub ids, configs, splits and columns as lighteval / open-r1 / evalche
                    "lcb:codegeneration"; a script-free copy of livecodebench/code_generation_lite):
                    question_id, question_content, starter_code, public_test_cases (JSON),
                    private_test_cases (base64(zlib(pickle(JSON)))), metadata (JSON with func_name),
-                   difficulty, contest_date. Graded in the code sandbox (distill/verifiers/code.py).
+                   difficulty, contest_date. Graded in the code sandbox (distill/verify/code.py).
                    Prompt: lighteval's prepare_prompt.
 """
 

@@ -5,7 +5,7 @@ batch waits for its longest 32k-token trace and nothing is saved before. Here ea
 request on the engine ``LLM`` builds (``llm_engine.add_request`` + ``step()``, the loop ``LLM.chat``
 runs inside): a bounded window of requests keeps the scheduler full, finished samples come back at
 once, and the engine core (a separate process) keeps decoding while the caller saves them.
-``benchmarks/bench_generate.py`` measures this against raw ``LLM.chat`` on the same prompts.
+``bench/bench_generate.py`` measures this against raw ``LLM.chat`` on the same prompts.
 
 Sampling is seeded per engine (``EngineConfig.seed``) and, when ``SamplingConfig.seed`` is set,
 re-seeded at the start of each ``generate`` call, so the same call on the same requests gives the

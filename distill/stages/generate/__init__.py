@@ -364,4 +364,4 @@ command after a crash; data parallel with --shard i/N).
   distill generate --teacher deepseek-reasoner --engine openai --base-url https://api.deepseek.com \\
       --api-key-env DEEPSEEK_API_KEY --price-in 0.55 --price-out 2.19 --dataset ...
 
-See the docstring of distill/generate.py for resuming, sharding and multi-node teachers."""
+See the docstring of distill/stages/generate/__init__.py for resuming, sharding and multi-node teachers."""

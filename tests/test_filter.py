@@ -41,6 +41,7 @@ def bench_file(tmp_path) -> Path:
     return path
 
 
+@pytest.mark.cli
 def test_filter_cli_on_realistic_traces(home, bench_file):
     from distill import artifacts
 
@@ -75,6 +76,7 @@ def test_filter_cli_on_realistic_traces(home, bench_file):
     assert ok
 
 
+@pytest.mark.cli
 def test_same_hash_whatever_num_proc(home, tmp_path):
     from distill import artifacts
 
@@ -88,6 +90,7 @@ def test_same_hash_whatever_num_proc(home, tmp_path):
     assert "conversation" not in first.manifest  # a plain file has no conversation format to copy
 
 
+@pytest.mark.cli
 def test_bad_input_is_one_line_and_exit_2(home, tmp_path):
     no_completion = tmp_path / "no_completion.jsonl"
     no_completion.write_text(json.dumps({"problem": "1+1?", "generation": "<think>x</think> 2"}) + "\n")
@@ -154,6 +157,7 @@ def test_skip_keep_unverified_random_policy_and_push(home, monkeypatch):
     assert isinstance(data, datasets.DatasetDict) and artifacts.verify(again)[0]
 
 
+@pytest.mark.cli
 def test_code_rows_are_run_in_the_sandbox(home, tmp_path):
     """Domain `code` goes to distill.verify.code (skipped where the sandbox cannot run)."""
     code = pytest.importorskip("distill.verify.code")

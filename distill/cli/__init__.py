@@ -21,6 +21,7 @@ from typing import Optional
 
 import typer
 
+from distill import log
 from distill.cli import artifacts as artifacts_cli
 from distill.cli import eval as eval_cli
 from distill.cli import filter as filter_cli
@@ -28,6 +29,7 @@ from distill.cli import generate as generate_cli
 from distill.cli import imports as imports_cli
 from distill.cli import models as models_cli
 from distill.cli import train as train_cli
+from distill.cli.render import RichRenderer
 from distill.environment import package_version
 from distill.errors import UserError
 
@@ -69,6 +71,7 @@ app.add_typer(models_cli.models_app, name="models")
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
+    log.set_renderer(RichRenderer())
     try:
         app(args=argv, prog_name="distill", standalone_mode=True)
     except UserError as exc:

@@ -79,19 +79,15 @@ def plot_funnel(rows: list[dict], path, title: str = "distill filter") -> None:
 
 
 def print_funnel(stats: dict, artifact) -> None:
-    """The funnel as a rich table on stdout, then one line with the yield and the artifact."""
-    from rich.console import Console
-    from rich.table import Table
+    """The funnel as a table on stdout, then one line with the yield and the artifact."""
+    from distill import log
 
-    table = Table(title=f"distill filter -> {artifact.ref}")
-    for header in ("check", "dropped", "remaining", "% of input"):
-        table.add_column(header, justify="left" if header == "check" else "right")
     total = max(stats["input_rows"], 1)
+    rows = []
     for row in stats["funnel"]:
         detail = ", ".join(f"{k} {v}" for k, v in row.get("by_reason", {}).items() if len(row["by_reason"]) > 1)
         name = row["check"] + (" (skipped)" if row.get("skipped") else "") + (f"  [{detail}]" if detail else "")
-        table.add_row(name, str(row["dropped"]), str(row["remaining"]), f"{row['remaining'] / total:.1%}")
-    console = Console()
-    console.print(table)
-    console.print(f"kept {stats['kept']} of {stats['input_rows']} rows (yield {stats['yield']:.1%}), "
-                  f"{stats['prompts_kept']} of {stats['prompts']} prompts -> {artifact.ref}  ({artifact.path})")
+        rows.append((name, row["dropped"], row["remaining"], f"{row['remaining'] / total:.1%}"))
+    log.table(f"distill filter -> {artifact.ref}", ("check", "dropped", "remaining", "% of input"), rows,
+              footer=f"kept {stats['kept']} of {stats['input_rows']} rows (yield {stats['yield']:.1%}), "
+                     f"{stats['prompts_kept']} of {stats['prompts']} prompts -> {artifact.ref}  ({artifact.path})")

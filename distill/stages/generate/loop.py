@@ -19,6 +19,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from distill import log
+
 RESERVED = ("id", "sample_index", "prompt", "problem", "answer", "completion", "finish_reason", "prompt_tokens",
             "completion_tokens", "teacher", "temperature", "top_p", "max_tokens", "seed", "_order")
 CONVERSATION_FILE = "conversation.json"
@@ -125,20 +127,7 @@ def generate_missing(job: GenerationJob, missing_by_prompt: dict[int, list[int]]
 
 
 def _progress(enabled: bool):
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("prompts"),
-                    TextColumn("{task.fields[samples]} samples"), TextColumn("{task.fields[tps]:.0f} tok/s"),
-                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                    console=Console(stderr=True), disable=not enabled)
+    return log.progress(unit="prompts", fields={"samples": "{} samples", "tps": "{:.0f} tok/s"}, enabled=enabled)
 
 
 # ---------------------------------------------------------------------------- the artifact

@@ -1,0 +1,45 @@
+"""The CLI's renderer for `distill.log`: rich progress bars (on stderr) and tables (on stdout)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+
+class RichRenderer:
+    def progress(self, *, unit: str = "", fields: dict[str, str] | None = None, transient: bool = False,
+                 enabled: bool = True):
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        columns: list[Any] = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
+        if unit:
+            columns.append(TextColumn(unit))
+        for name, fmt in (fields or {}).items():  # "{:.0f} tok/s" -> "{task.fields[tps]:.0f} tok/s"
+            columns.append(TextColumn(fmt.replace("{", "{task.fields[" + name + "]", 1)))
+        if fields:
+            columns += [TimeElapsedColumn(), TextColumn("ETA")]
+        columns.append(TimeRemainingColumn())
+        return Progress(*columns, console=Console(stderr=True), transient=transient, disable=not enabled)
+
+    def table(self, title: str, headers: Sequence[str], rows: Iterable[Sequence[Any]], footer: str | None = None,
+              align_left: int = 1) -> None:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=title)
+        for i, header in enumerate(headers):
+            table.add_column(header, justify="left" if i < align_left else "right")
+        for row in rows:
+            table.add_row(*[str(cell) for cell in row])
+        console = Console()
+        console.print(table)
+        if footer:
+            console.print(footer)

@@ -7,7 +7,7 @@ else of `distill.pkg`.
 
 Rules:
 1. No import cycles among distill modules; a package `__init__` importing its own submodules is ignored.
-2. `typer` and `click` are imported only in `cli`.
+2. `typer`, `click` and `rich` (the terminal: commands, progress bars, tables) are imported only in `cli`.
 3. `verify` imports no `datasets`, no `huggingface_hub`, nothing from artifacts, engines, stages,
    benchmarks, cli, models.
 4. `stages` never import `cli`.
@@ -176,9 +176,9 @@ def test_no_import_cycles():
     assert not cycles, fail_message("import cycles (module -> imported module -> ...)", sorted(cycles))
 
 
-def test_typer_and_click_only_in_cli():
-    bad = edges_violating(set(PARTS) - {"cli"} | {None}, forbidden_libs={"typer", "click"})
-    assert not bad, fail_message("typer/click imported outside cli", bad)
+def test_typer_click_and_rich_only_in_cli():
+    bad = edges_violating(set(PARTS) - {"cli"} | {None}, forbidden_libs={"typer", "click", "rich"})
+    assert not bad, fail_message("typer/click/rich imported outside cli", bad)
 
 
 def test_verify_stays_independent():

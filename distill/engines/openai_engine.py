@@ -40,10 +40,11 @@ class OpenAIEngine:
         from openai import OpenAI
 
         if not cfg.base_url:
-            raise UserError("--engine openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
+            raise UserError("the openai engine needs the server's URL (base_url, e.g. http://127.0.0.1:8000/v1)")
         if cfg.adapter:
-            raise UserError("a LoRA adapter cannot be attached through --engine openai: serve the base with "
-                            "`--enable-lora --lora-modules NAME=ADAPTER_DIR` and pass --model NAME, or use --engine vllm")
+            raise UserError("a LoRA adapter cannot be attached through the openai engine: serve the base with "
+                            "`--enable-lora --lora-modules NAME=ADAPTER_DIR` and name the served NAME as the model, "
+                            "or use the vllm engine")
         self.cfg = cfg
         self.base_url = cfg.base_url.rstrip("/")
         self._client = OpenAI(base_url=self.base_url, api_key=_api_key(cfg.api_key_env), max_retries=0,
@@ -205,7 +206,7 @@ def _api_key(env_name: str | None) -> str:
     if env_name:
         value = os.environ.get(env_name)
         if not value:
-            raise UserError(f"--api-key-env {env_name}: the variable is not set (export {env_name}=...)")
+            raise UserError(f"the API key variable {env_name} is not set (export {env_name}=...)")
         return value
     return os.environ.get("OPENAI_API_KEY") or "EMPTY"  # local servers accept any key
 

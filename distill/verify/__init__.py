@@ -1,8 +1,11 @@
-"""Answer verifiers by domain (math, multiple choice, code), behind one small interface.
+"""Pure checks on completions: no dataset, Hub, artifact or engine I/O (tests/test_architecture.py).
+
+    format.py / language.py / length.py / dedup.py / decontamination.py   the filter's row checks
+    math.py / choice.py / code.py (+ sandbox.py, pool.py)                  answer verifiers by domain
+    grader.py   GradeOptions + grade_batch: the one grader `distill filter` and `distill eval` call
 
 A verifier takes the *answer part* of a completion (the text after ``</think>``) and the row's
-reference, and returns a ``Verdict``. The filter stage and ``distill eval`` both call
-``verify(domain, answer_text, reference, row)`` so there is exactly one grader.
+reference, and returns a ``Verdict``.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ import functools
 import sys
 from collections import Counter
 from dataclasses import dataclass
-from typing import Optional  # not `int | None`: distill.config coerces only typing.Optional ints
+from typing import Optional
 
 from distill import artifacts, config
 from distill.artifacts import hub

@@ -124,12 +124,32 @@ def _prompt_text(prompt) -> str | None:
     return None
 
 
-def _read_rows(data, cfg: FilterConfig) -> dict[str, list]:
+def _require_named_columns(data, cfg: FilterConfig) -> None:
+    """Every column the user named must exist, and a check must not silently read nothing: a wrong answer
+    column would make every row "unverified", a missing problem column every row its own prompt."""
+    import dataclasses
+
     from distill.artifacts.sources import require_columns
+
+    defaults = {f.name: f.default for f in dataclasses.fields(FilterConfig)}
+    named = {"--completion-column": cfg.completion_column}
+    for key in ("problem_column", "answer_column", "solution_column", "domain_column", "id_column",
+                "test_cases_column"):
+        if getattr(cfg, key) != defaults[key]:  # set by the user (flag, --set or YAML): it must exist
+            named["--" + key.replace("_", "-")] = getattr(cfg, key)
+    require_columns(data, named)
+    columns = set(data.column_names)
+    if cfg.problem_column not in columns and "prompt" not in columns:
+        raise UserError(f"input has no problem column {cfg.problem_column!r} (nor a chat 'prompt' column): the "
+                        "language check, decontamination and per-prompt caps need it; available columns: "
+                        f"{', '.join(data.column_names)}; pass --problem-column")
+
+
+def _read_rows(data, cfg: FilterConfig) -> dict[str, list]:
     from distill.verify.grader import normalize_domain
     from distill.verify.math import reference_answer
 
-    require_columns(data, {"--completion-column": cfg.completion_column})
+    _require_named_columns(data, cfg)
     n = len(data)
     problems = _column(data, cfg.problem_column)
     if cfg.problem_column not in data.column_names and "prompt" in data.column_names:
@@ -139,6 +159,12 @@ def _read_rows(data, cfg: FilterConfig) -> dict[str, list]:
     references = [r if r is not None else reference_answer(s) for r, s in zip(references, solutions, strict=True)]
     domains = ([normalize_domain(cfg.domain)] * n if cfg.domain
                else [normalize_domain(d) for d in _column(data, cfg.domain_column)])
+    verifying = "correct" not in cfg.skip and not cfg.keep_unverified
+    if verifying and not {cfg.answer_column, cfg.solution_column} & set(data.column_names) \
+            and any(d != "code" for d in domains):
+        raise UserError(f"input has no reference answers (no column {cfg.answer_column!r} or "
+                        f"{cfg.solution_column!r}): every row would be 'unverified' and dropped; available columns: "
+                        f"{', '.join(data.column_names)}; pass --answer-column, or --skip correct / --keep-unverified")
     rows = {
         "completion": [c or "" for c in data[cfg.completion_column]],
         "problem": [str(p) if p is not None else None for p in problems],

@@ -94,6 +94,8 @@ class EvalConfig(GradeOptions, EngineOptions):
     push_to_hub: Optional[str] = option(None, "Also upload the eval artifact to this Hub dataset repo.")
     compare: bool = option(False, "Compare saved evals: distill eval --compare EVAL_A EVAL_B ... (markdown table).")
     evals: list[str] = option([], "Eval artifact references for --compare.")
+    paired_on_overlap: bool = option(False, "With --compare: pair evals of different sources of a benchmark (other "
+                                            "files, revisions) on the problems they share instead of refusing.")
 
     def validate(self) -> None:
         if self.evals and not self.compare:
@@ -248,7 +250,8 @@ def run(cfg: EvalConfig, engine=None) -> str | None:
         from distill.stages.eval.report import compare_table, load_results
 
         loaded = [load_results(ref) for ref in cfg.evals]
-        print(compare_table([results for _, results in loaded], [artifact.ref for artifact, _ in loaded]))
+        print(compare_table([results for _, results in loaded], [artifact.ref for artifact, _ in loaded],
+                            allow_overlap=cfg.paired_on_overlap))
         return None
     from distill.benchmarks import load_benchmark, load_outputs
 

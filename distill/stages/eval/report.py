@@ -12,6 +12,7 @@ the clustered standard error of `distill.stages.eval.metrics`; pass@k uses the u
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -68,6 +69,12 @@ def majority_correct(votes: list[tuple[int, str | None, bool]]) -> int | None:
     return int(winner == "\x00correct")
 
 
+def problem_key(problem: Any, reference: Any) -> str:
+    """What makes two evals' problems the same problem: a hash of the text and the reference answer
+    (never the row number: two files under one benchmark name are not the same problems)."""
+    return hashlib.sha256(f"{problem}\x00{reference}".encode()).hexdigest()[:16]
+
+
 def per_problem(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
     """``{benchmark: {problem id: counts}}``: n samples, and how many were correct, lenient-correct,
     well_formed, stopped, truncated, unverified (None when unknown for all of them: no finish reason in an
@@ -79,6 +86,8 @@ def per_problem(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, dic
         if counts is None:
             counts = grouped[bench][key] = {"n": 0, **{flag: 0 for flag in _FLAGS}, "_known": set(), "_tokens": [],
                                             "_votes": []}
+            if record.get("problem") is not None:
+                counts["problem_sha"] = problem_key(record.get("problem"), record.get("reference"))
         if record.get("domain") != "code" and "predicted" in record and record.get("correct") is not None:
             index = record.get("sample_index")
             counts["_votes"].append((counts["n"] if index is None else int(index), record["predicted"],
@@ -241,9 +250,57 @@ def _sampling_key(results: Mapping[str, Any]) -> tuple:
     return tuple(sampling.get(k) for k in ("temperature", "top_p", "max_tokens"))
 
 
-def compare_table(runs: list[Mapping[str, Any]], labels: list[str]) -> str:
+def _by_content(entry: Mapping[str, Any]) -> dict[str, Mapping[str, Any]] | None:
+    """A benchmark entry's per-problem counts keyed by problem content (None for results written before
+    the key was recorded: those pair by id)."""
+    problems = entry["per_problem"]
+    if not problems or any("problem_sha" not in c for c in problems.values()):
+        return None
+    return {c["problem_sha"]: c for c in problems.values()}
+
+
+def _source_identity(entry: Mapping[str, Any]) -> Any:
+    """Where a benchmark's problems came from: a file's or artifact's content hash, or the Hub revision."""
+    source = entry.get("source") or {}
+    if source.get("sha256"):
+        return source["sha256"]
+    if source.get("type") == "hub":
+        return (source.get("id"), source.get("config"), source.get("split"), source.get("revision"))
+    return None
+
+
+def _paired_problems(bench: str, entries: list, labels: list[str], allow_overlap: bool) -> tuple[list[dict], str]:
+    """Each eval's per-problem counts on the problems all of them scored, paired by content; and a note."""
+    keyed = [_by_content(e) for e in entries]
+    if any(k is None for k in keyed):
+        keyed = [dict(e["per_problem"]) for e in entries]
+        how = "by problem id (results written before problem hashes were recorded)"
+    else:
+        how = "by problem text and reference"
+    identities = [_source_identity(e) for e in entries]
+    differing = [i for i, identity in enumerate(identities)
+                 if identity is not None and identities[0] is not None and identity != identities[0]]
+    if differing and not allow_overlap:
+        raise UserError(f"{bench}: {labels[differing[0]]} scored another source of this benchmark than {labels[0]} "
+                        "(a different file or revision): pass --paired-on-overlap to compare them on the problems "
+                        "they share")
+    common = set(keyed[0])
+    for problems in keyed[1:]:
+        common &= set(problems)
+    if not common:
+        raise UserError(f"{bench}: the evals share no problem (same text and reference): nothing to pair")
+    sizes = [len(k) for k in keyed]
+    note = f"{bench}: {len(common)} problems paired {how}"
+    if len(common) != max(sizes):
+        note += f" (the evals scored {', '.join(map(str, sizes))})"
+    return [{key: problems[key] for key in sorted(common)} for problems in keyed], note
+
+
+def compare_table(runs: list[Mapping[str, Any]], labels: list[str], allow_overlap: bool = False) -> str:
     """Side by side: a row per (benchmark, metric), a column per eval, then each eval minus the first,
-    paired on the problems both scored (95% interval; ``*`` when it excludes zero)."""
+    paired on the problems both scored — the same problem text and reference, not the same row number
+    (95% interval; ``*`` when it excludes zero). Evals of different benchmark sources are refused unless
+    ``allow_overlap``."""
     if len(runs) < 2:
         raise UserError("--compare needs at least two eval references (e.g. distill eval --compare eval-base eval-sft)")
     base = runs[0]
@@ -258,28 +315,25 @@ def compare_table(runs: list[Mapping[str, Any]], labels: list[str]) -> str:
     for bench in bench_names:
         entries = [(run.get("benchmarks") or {}).get(bench) for run in runs]
         present = [e for e in entries if e]
+        paired = None
+        if all(entries):
+            paired, note = _paired_problems(bench, entries, labels, allow_overlap)
+            notes.append(note)
         pass_names = sample_metric_names(set.intersection(*[set(e["metrics"]) for e in present]))
         for metric in pass_names + list(RATES) + [TOKENS]:
             percent = metric != TOKENS
             digits = 1 if percent else 0
             row = [bench, _metric_label(metric)]
             row += [fmt(e["metrics"].get(metric), percent, digits) if e else "—" for e in entries]
-            for entry in entries[1:]:
-                if not entry or not entries[0]:
+            for index in range(1, len(entries)):
+                if paired is None:
                     row.append("—")
                     continue
-                after = {k: problem_value(c, metric) for k, c in entry["per_problem"].items()}
-                before = {k: problem_value(c, metric) for k, c in entries[0]["per_problem"].items()}
+                after = {k: problem_value(c, metric) for k, c in paired[index].items()}
+                before = {k: problem_value(c, metric) for k, c in paired[0].items()}
                 delta = paired_difference(after, before, bound=1.0 if percent else None)
                 row.append(fmt_delta(delta, percent, digits))
             rows.append(row)
-        if all(entries):
-            common = set(entries[0]["per_problem"])
-            for entry in entries[1:]:
-                common &= set(entry["per_problem"])
-            sizes = {len(e["per_problem"]) for e in entries}
-            if len(sizes) > 1 or len(common) != min(sizes):
-                notes.append(f"{bench}: the evals scored different problems; deltas use the {len(common)} in common")
     for label, run in zip(labels[1:], runs[1:], strict=True):
         if _sampling_key(run) != _sampling_key(base):
             notes.append(f"{label} was sampled differently from {labels[0]} "

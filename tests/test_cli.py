@@ -137,3 +137,17 @@ def test_print_config_shows_the_resolved_config_and_runs_nothing(home):
     assert (evaluation["resolved"]["temperature"], evaluation["resolved"]["top_p"]) == (0.6, 0.95)
     bad = run_cli("train", "--recipe", "smol-demo", "--dataset", "x", "--precision", "fp8", "--print-config", home=home)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: precision 'fp8' unknown")
+
+
+@pytest.mark.cli
+@pytest.mark.parametrize("args, message", [
+    (("filter", "--bogus", "1"), "error: No such option: --bogus (see `distill filter --help`)"),
+    (("filter", "--num-proc", "abc"), "error: Invalid value for '--num-proc'"),
+    (("frobnicate",), "error: No such command 'frobnicate'."),
+    (("eval", "--compare", "a"), "error: --compare needs at least two eval references"),
+])
+def test_bad_flags_are_one_error_line_and_exit_2(home, args, message):
+    result = run_cli(*args, home=home)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and result.stderr.startswith(message), result.stderr
+    assert not (home / "data").exists()

@@ -233,3 +233,59 @@ def test_num_gpus_without_gpus_is_a_user_error(home, tiny_qwen2_dir):
     make_filtered()
     with pytest.raises(UserError, match="CUDA device"):
         train.run(config(tiny_qwen2_dir, num_gpus=2))
+
+
+class _Killed(Exception):
+    """Stands in for a kill -9 at a chosen point (the run dir keeps what a killed process leaves)."""
+
+
+@pytest.mark.train
+@pytest.mark.parametrize("kill_point", ["final_validation", "commit"])
+def test_a_run_killed_after_its_last_checkpoint_resumes_to_the_exact_step_budget(home, tiny_llama_dir, monkeypatch,
+                                                                                   kill_point):
+    """Regression: a run killed during the final validation resumed from its last-step checkpoint and
+    trained one step more (--max-steps 1 ended at step 2). The rerun must end at the budget, with the
+    weights of an uninterrupted run."""
+    import torch
+    from transformers import Trainer
+
+    from distill.stages import train
+
+    make_filtered(rows=_rows(SUMS * 2))
+    same = {"max_steps": 2, "save_steps": 1, "eval_fraction": 0.34, "per_device_train_batch_size": 2,
+            "learning_rate": 1e-3}
+    straight = train.run(config(tiny_llama_dir, name="straight", **same))
+    assert straight.manifest["trainer_state"]["global_step"] == 2
+
+    with monkeypatch.context() as patch:
+        if kill_point == "final_validation":
+            trained = Trainer.train
+
+            def train_then_arm(self, *args, **kwargs):
+                result = trained(self, *args, **kwargs)
+                patch.setattr(Trainer, "evaluate", lambda *a, **k: (_ for _ in ()).throw(_Killed()))
+                return result
+            patch.setattr(Trainer, "train", train_then_arm)
+        else:
+            patch.setattr(train, "commit", lambda *a, **k: (_ for _ in ()).throw(_Killed()))
+        with pytest.raises(_Killed):
+            train.run(config(tiny_llama_dir, name="killed", **same))
+    assert not artifacts.list_versions(home / "checkpoints" / "killed")
+    resumed = train.run(config(tiny_llama_dir, name="killed", **same))
+    assert resumed.manifest["trainer_state"]["global_step"] == 2  # not 3
+    a, b = _weights(resumed.model_path), _weights(straight.model_path)
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+def test_a_dataset_with_zero_rows_is_one_clear_error(home, tiny_qwen2_dir):
+    """Regression: a filtered artifact that kept 0 rows made `distill train` print a 56-line traceback."""
+    import datasets
+
+    from distill.stages import train
+
+    with artifacts.create("kept-nothing", "filtered") as writer:
+        writer.save_dataset(datasets.DatasetDict({"train": datasets.Dataset.from_list(_rows()).select([]),
+                                                  "rejected": datasets.Dataset.from_list(_rows())}))
+    with pytest.raises(UserError, match="kept-nothing has no rows to train on"):
+        train.run(config(tiny_qwen2_dir, dataset=["kept-nothing"], name="never"))
+    assert not (home / "checkpoints" / "never").exists() or not artifacts.list_versions(home / "checkpoints" / "never")

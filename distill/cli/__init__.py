@@ -33,6 +33,11 @@ from distill.cli.render import RichRenderer
 from distill.environment import package_version
 from distill.errors import UserError
 
+try:  # typer >= 0.29 ships its own click; its usage errors are these classes
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+except ImportError:  # pragma: no cover - older typer on upstream click
+    from click.exceptions import NoArgsIsHelpError, UsageError
+
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   rich_markup_mode=None, help="Distill a reasoning teacher into a small student, reproducibly.")
 
@@ -73,13 +78,23 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
     log.set_renderer(RichRenderer())
     try:
-        app(args=argv, prog_name="distill", standalone_mode=True)
+        # not standalone: click would print its three-line usage block for a bad flag; we print one line
+        code = app(args=argv, prog_name="distill", standalone_mode=False)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+    except NoArgsIsHelpError as exc:
+        exc.show()  # the help text, as click prints it
+        sys.exit(exc.exit_code)
+    except UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "distill"
+        print(f"error: {exc.format_message()} (see `{where} --help`)", file=sys.stderr)
+        sys.exit(2)
+    except (KeyboardInterrupt, typer.Abort):
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    if isinstance(code, int) and not isinstance(code, bool):  # click.Exit(code): --help, --version, exit 1
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -122,6 +122,7 @@ def _train(cfg: TrainConfig):
 
 def _fit(cfg: TrainConfig, trainer, preemption, run_dir: Path, has_eval: bool) -> dict:
     """Train (resuming from the run dir's last checkpoint), then the final validation; exit 143 on SIGTERM."""
+    from distill.stages.train import callbacks as cb
     from distill.stages.train import launch
 
     last = _last_checkpoint(run_dir) if cfg.resume else None
@@ -130,13 +131,16 @@ def _fit(cfg: TrainConfig, trainer, preemption, run_dir: Path, has_eval: bool) -
     preemption.install()
     try:
         result = trainer.train(resume_from_checkpoint=last)
+        metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}
+    except cb.StepBudgetReached:
+        say(f"{last} already holds all {trainer.state.global_step} steps: finishing from it")
+        metrics = cb.train_metrics_from_log(trainer.state.log_history)
     finally:
         preemption.uninstall()
     if preemption.preempted:
         launch.mark_preempted()
         say(f"SIGTERM: saved a resumable checkpoint in {run_dir}; run the same command to resume")
         raise SystemExit(launch.PREEMPTED_EXIT)
-    metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}
     if has_eval:
         metrics.update({k: v for k, v in trainer.evaluate().items() if isinstance(v, (int, float))})
     return metrics
@@ -218,7 +222,7 @@ def _make_trainer(cfg, name, student_path, tokenizer, special, precision, accumu
     model = student.load_model(student_path, cfg, precision)
     if special["pad_added"]:
         model.resize_token_embeddings(len(tokenizer))
-    callbacks = [cb.PreemptionCallback(), cb.TrackerConfigCallback(to_dict(cfg))]
+    callbacks = [cb.PreemptionCallback(), cb.TrackerConfigCallback(to_dict(cfg)), cb.StepBudgetCallback()]
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                          processing_class=tokenizer, peft_config=student.lora_config(cfg) if cfg.lora else None,
                          callbacks=callbacks)

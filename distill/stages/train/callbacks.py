@@ -1,4 +1,5 @@
-"""Trainer callbacks: save on SIGTERM (preemption), the resolved config to the tracker; the loss curve.
+"""Trainer callbacks: save on SIGTERM (preemption), an exact step budget on resume, the resolved config to the
+tracker; the loss curve.
 
 On SIGTERM (SLURM preemption or time limit with `--signal=TERM@...`, Kubernetes eviction, `kill`) the
 current optimizer step finishes, a resumable checkpoint is saved in the run directory and the process
@@ -63,6 +64,29 @@ class PreemptionCallback(TrainerCallback):
             control.should_save = True
             control.should_training_stop = True
         return control
+
+
+class StepBudgetReached(Exception):
+    """The run resumed from a checkpoint that already holds every step of its budget."""
+
+
+class StepBudgetCallback(TrainerCallback):
+    """Honour the step budget exactly on resume. transformers checks the budget only after a step, so a run
+    resumed from a checkpoint taken at its last step (a kill during the final validation or the commit)
+    trained one step more than an uninterrupted run. Here the step that would exceed it is never begun:
+    the weights are then exactly the checkpoint's."""
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.max_steps > 0 and state.global_step >= state.max_steps:
+            raise StepBudgetReached(state.global_step)
+        return control
+
+
+def train_metrics_from_log(log_history: list[dict]) -> dict:
+    """The train metrics of a run finished before this process (its checkpoint's log): the mean logged
+    loss stands in for transformers' train_loss (equal to it with logging_steps=1)."""
+    losses = [entry["loss"] for entry in log_history if "loss" in entry]
+    return {"train_loss": sum(losses) / len(losses)} if losses else {}
 
 
 class TrackerConfigCallback(TrainerCallback):

@@ -177,6 +177,10 @@ def build_conversations(inputs: list[Input], cfg, default_system: str | None, pr
     trains, evals, info = [], [], {"datasets": [], "rows_unusable": 0, "rows_without_reasoning": 0}
     total = sum(len(i.data) for i in inputs)
     eval_budget = min(cfg.eval_max_rows, math.floor(total * cfg.eval_fraction))
+    empty = [item.spec for item in inputs if len(item.data) == 0]
+    if empty:  # (datasets' map adds no columns to zero rows: without this, a KeyError deep in datasets)
+        raise UserError(f"{', '.join(empty)} has no rows to train on (a filter that kept 0 rows? see "
+                        "`distill artifacts show` for its funnel)")
     for index, item in enumerate(inputs):
         def convert(row, fmt=item.fmt):
             messages, reasoned = row_messages(row, fmt, cfg, default_system, prompt_template)

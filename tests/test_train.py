@@ -240,7 +240,7 @@ class _Killed(Exception):
 
 
 @pytest.mark.train
-@pytest.mark.parametrize("kill_point", ["final_validation", "commit"])
+@pytest.mark.parametrize("kill_point", ["after_training", "commit"])
 def test_a_run_killed_after_its_last_checkpoint_resumes_to_the_exact_step_budget(home, tiny_llama_dir, monkeypatch,
                                                                                    kill_point):
     """Regression: a run killed during the final validation resumed from its last-step checkpoint and
@@ -256,16 +256,18 @@ def test_a_run_killed_after_its_last_checkpoint_resumes_to_the_exact_step_budget
             "learning_rate": 1e-3}
     straight = train.run(config(tiny_llama_dir, name="straight", **same))
     assert straight.manifest["trainer_state"]["global_step"] == 2
+    history = json.loads((straight.path / "trainer_state.json").read_text())["log_history"]
+    assert sum(1 for e in history if "eval_loss" in e and e["step"] == 2) == 1  # the final validation ran once
+    assert "eval_loss" in straight.manifest["stats"]["metrics"]
 
     with monkeypatch.context() as patch:
-        if kill_point == "final_validation":
+        if kill_point == "after_training":  # e.g. during a final validation: the last checkpoint is saved
             trained = Trainer.train
 
-            def train_then_arm(self, *args, **kwargs):
-                result = trained(self, *args, **kwargs)
-                patch.setattr(Trainer, "evaluate", lambda *a, **k: (_ for _ in ()).throw(_Killed()))
-                return result
-            patch.setattr(Trainer, "train", train_then_arm)
+            def train_then_die(self, *args, **kwargs):
+                trained(self, *args, **kwargs)
+                raise _Killed()
+            patch.setattr(Trainer, "train", train_then_die)
         else:
             patch.setattr(train, "commit", lambda *a, **k: (_ for _ in ()).throw(_Killed()))
         with pytest.raises(_Killed):

@@ -142,7 +142,11 @@ def _fit(cfg: TrainConfig, trainer, preemption, run_dir: Path, has_eval: bool) -
         say(f"SIGTERM: saved a resumable checkpoint in {run_dir}; run the same command to resume")
         raise SystemExit(launch.PREEMPTED_EXIT)
     if has_eval:
-        metrics.update({k: v for k, v in trainer.evaluate().items() if isinstance(v, (int, float))})
+        # transformers already validates at the last step of a step-based schedule: reuse it, never run twice
+        final = [entry for entry in trainer.state.log_history
+                 if "eval_loss" in entry and entry.get("step") == trainer.state.global_step]
+        evaluated = final[-1] if final else trainer.evaluate()
+        metrics.update({k: v for k, v in evaluated.items() if isinstance(v, (int, float)) and k.startswith("eval_")})
     return metrics
 
 

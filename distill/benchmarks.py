@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from distill import log
 from distill.errors import UserError
 
 MATH = "math"
@@ -332,7 +333,6 @@ def load_outputs(spec: str, benches: list[LoadedBenchmark], *, completion_column
     """Precomputed completions (``distill eval --outputs``: a file or a traces artifact) as sample rows,
     matched to the benchmarks' problems by id, else by problem text; without benchmarks the rows carry
     their own references (``answer_column``). Returns ``(rows, source, benchmarks, sampling)``."""
-    import sys
 
     from distill.artifacts import sources
     from distill.verify.grader import normalize_domain, reference_answer
@@ -384,8 +384,8 @@ def load_outputs(spec: str, benches: list[LoadedBenchmark], *, completion_column
     for bench in benches:
         scored = {pid for (b, pid) in counters if b == bench.name}
         if len(scored) < len(bench.problems):
-            print(f"warning: {len(bench.problems) - len(scored)} of {len(bench.problems)} problems of {bench.name} "
-                  "have no outputs; scoring the others", file=sys.stderr)
+            log.warn(f"{len(bench.problems) - len(scored)} of {len(bench.problems)} problems of {bench.name} "
+                     "have no outputs; scoring the others")
     first = data[0] if len(data) else {}
     sampling = {"protocol": None, "source": "outputs",
                 **{k: first.get(k) for k in ("temperature", "top_p", "max_tokens", "seed") if k in columns}}

@@ -6,6 +6,7 @@
         bar.update(task, advance=1, samples=4)
     log.table("distill filter -> f@v1", ["check", "dropped"], rows, footer="kept 10 of 20 rows")
 
+A command's result (its table, the reference it wrote) is its stdout; everything else goes through here.
 Stages never import a terminal library: the CLI installs a rich renderer at start-up (``set_renderer``);
 without it (a notebook, a test calling ``run()``) progress is silent and tables are plain text. Under
 ``accelerate launch`` only rank 0 speaks. Status lines use ``logging`` (logger ``distill``), so a caller
@@ -27,9 +28,17 @@ def is_main_rank() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
+class _StderrHandler(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is at the time (pytest's capture, a redirected stream)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        sys.stderr.write(self.format(record) + "\n")
+        sys.stderr.flush()
+
+
 def _ensure_handler() -> None:
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
@@ -41,8 +50,13 @@ def say(message: str) -> None:
     if is_main_rank():
         _ensure_handler()
         logger.info(message)
-        for handler in logger.handlers:
-            handler.flush()
+
+
+def warn(message: str) -> None:
+    """``warning: ...`` on stderr, from rank 0 only."""
+    if is_main_rank():
+        _ensure_handler()
+        logger.warning(f"warning: {message}")
 
 
 class _SilentProgress:

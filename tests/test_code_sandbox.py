@@ -227,7 +227,11 @@ def test_fork_bomb_is_contained():
     start = time.monotonic()
     verdict = verify_code(answer(code), SUM_TESTS, config=SandboxConfig(per_test_timeout_s=3, max_processes=32))
     assert verdict.status == INCORRECT
-    assert "process limit" in verdict.reason or verdict.reason.startswith("timeout on test 1"), verdict.reason
+    # Usually "process limit" (the BlockingIOError traceback) or a timeout; on a loaded machine the bomb's first
+    # process can die of the failed fork before its traceback reaches the pipe (seen once in a full run:
+    # "crashed: exit code 1"). What matters is held either way: graded incorrect, fast, and nothing survives.
+    assert ("process limit" in verdict.reason or verdict.reason.startswith(("timeout on test 1", "crashed: exit code 1"))
+            ), verdict.reason
     assert time.monotonic() - start < 10
     time.sleep(0.2)
     assert procs_with(marker) == []

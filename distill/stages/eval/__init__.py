@@ -35,13 +35,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from distill import artifacts
+from distill import artifacts, log
 from distill.config import option, to_dict
 from distill.conversation import recorded_conversation
 from distill.engines import EngineOptions
@@ -312,12 +311,12 @@ def generate(cfg: EvalConfig, path: str, benches, sampling: dict[str, Any], conv
             requests.append(Request(key=key, messages=messages, n=n))
     total = sum(r.n for r in requests)
     if sampling["temperature"] == 0 and any(r.n > 1 for r in requests):
-        print("warning: temperature 0 with n > 1 repeats the same greedy sample", file=sys.stderr)
+        log.warn("temperature 0 with n > 1 repeats the same greedy sample")
     engine_cfg = cfg.engine_config(path, system_prompt=conversation["system_prompt"], adapter=adapter,
                                    chat_template=chat_template)
     params = SamplingConfig(n=max(r.n for r in requests), temperature=sampling["temperature"],
                             top_p=sampling["top_p"], max_tokens=sampling["max_tokens"], seed=cfg.seed)
-    print(f"generating {total} samples for {len(requests)} problems with {cfg.model} ({cfg.engine})", file=sys.stderr)
+    log.say(f"generating {total} samples for {len(requests)} problems with {cfg.model} ({cfg.engine})")
     rows, started, step = [], time.monotonic(), max(1, total // 10)
     own = engine is None
     engine = make_engine(engine_cfg) if own else engine
@@ -332,7 +331,7 @@ def generate(cfg: EvalConfig, path: str, benches, sampling: dict[str, Any], conv
                          "meta": json.dumps(problem.extra, default=str) if problem.extra else None,
                          "_problem": problem})
             if len(rows) % step == 0 or len(rows) == total:
-                print(f"  {len(rows)}/{total} samples ({time.monotonic() - started:.0f}s)", file=sys.stderr)
+                log.say(f"  {len(rows)}/{total} samples ({time.monotonic() - started:.0f}s)")
     finally:
         if own:
             engine.close()
@@ -349,7 +348,7 @@ def grade_rows(rows: list[dict[str, Any]], cfg: GradeOptions) -> list[dict[str, 
                        finish_reason=r["finish_reason"], problem=r["_problem"].problem,
                        test_cases=r["_problem"].test_cases, fn_name=r["_problem"].fn_name,
                        starter_code=r["_problem"].starter_code) for r in rows]
-    print(f"grading {len(items)} samples", file=sys.stderr)
+    log.say(f"grading {len(items)} samples")
     graded = grade_batch(items, cfg.grade_config(), num_proc=cfg.num_proc)
     for row, result in zip(rows, graded, strict=True):
         verdict = result.verdict

@@ -44,12 +44,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from distill import log
 from distill.config import option, to_dict
 from distill.engines import EngineOptions
 from distill.engines import chat as prompting
@@ -280,7 +280,7 @@ def run(cfg: GenerateConfig, engine=None):
     if cfg.merge_shards:
         return finish(job)
     if cfg.temperature == 0 and cfg.num_generations > 1:
-        print("warning: --temperature 0 with n > 1 gives n copies of the greedy sample", file=sys.stderr)
+        log.warn("--temperature 0 with n > 1 gives n copies of the greedy sample")
     done = store.done_keys()
     missing_by_prompt = {p: [i for i in range(cfg.num_generations) if (prompts.ids[p], i) not in done]
             for p in range(shard, len(prompts), count)}

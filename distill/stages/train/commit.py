@@ -6,15 +6,13 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from distill import artifacts
+from distill import artifacts, log
 from distill.config import build, to_dict
 from distill.conversation import Conversation
 from distill.stages.train import card
@@ -23,8 +21,7 @@ from distill.stages.train.recipes import load_recipe
 
 
 def say(message: str) -> None:
-    if os.environ.get("RANK", "0") == "0":  # one voice in a distributed run
-        print(f"[train] {message}", file=sys.stderr, flush=True)
+    log.say(f"[train] {message}")  # rank 0 only: one voice in a distributed run
 
 
 @dataclass

@@ -19,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from distill import log
 from distill.errors import UserError
 from distill.stages.train.config import ACCELERATE_CONFIGS
 from distill.stages.train.recipes import recipes_dir
@@ -121,7 +122,7 @@ def relaunch(cfg, argv: list[str] | None = None) -> int:
     """Run `distill <argv>` under accelerate; returns its exit code."""
     check_gpus(cfg)
     command = launch_command(cfg, list(sys.argv[1:] if argv is None else argv))
-    print("launching: " + " ".join(command), file=sys.stderr)
+    log.say("launching: " + " ".join(command))
     return run_launcher(command, cfg.accelerate_config)
 
 

@@ -222,3 +222,35 @@ def test_mixture_weights_validation_split_and_length_filter(tok):
     assert all(len(x) <= 60 for x in encoded["input_ids"]) and set(encoded.column_names) == {"input_ids", "labels"}
     cut, cut_stats = data.tokenize(train, tok, plan, _cfg(max_length=60, truncate=True))
     assert len(cut) == len(train) and cut_stats["truncated"] == stats["dropped_too_long"]
+
+
+def test_limit_caps_the_validation_split_too():
+    """Regression: a 1-step LoRA trial with --limit spent 212 of 229 s validating all 149 held-out rows."""
+    import datasets
+
+    rows = [{"problem": f"p {i}", "completion": f"<think>r {i}</think>{i}"} for i in range(400)]
+    source = SimpleNamespace(info={}, artifact=None)
+    inputs = [data.Input("d", 1.0, datasets.Dataset.from_list(rows), source, None, "completion")]
+    full_train, full_eval, _ = data.build_conversations(inputs, _cfg(eval_fraction=0.1), None, None)
+    assert len(full_eval) == 40 and len(full_train) == 360
+    train, evaluation, _ = data.build_conversations(inputs, _cfg(eval_fraction=0.1, limit=20), None, None)
+    assert len(train) == 20 and len(evaluation) == 2  # in proportion: 10% of the 20 rows used
+
+
+def test_the_plan_line_says_steps_and_validation_before_training():
+    from distill.stages.train import _plan_line
+
+    line = _plan_line(_cfg(max_steps=-1, num_train_epochs=2.0, per_device_train_batch_size=4, eval_steps=10),
+                      train_rows=100, eval_rows=5, world=2, accumulation=2)
+    assert line.startswith("14 optimizer steps of 16 sequences over 100 examples (2.00 epochs)")
+    assert "validation on 5 rows every 10 steps and at the end" in line
+    assert _plan_line(_cfg(max_steps=3), 100, 0, 1, 1).startswith("3 optimizer steps of 1 sequences")
+    assert "no validation split" in _plan_line(_cfg(max_steps=3), 100, 0, 1, 1)
+
+
+@pytest.mark.parametrize("key, value", [("num_train_epochs", -1), ("num_train_epochs", 0), ("lora_alpha", -5),
+                                        ("learning_rate", 0), ("learning_rate", float("nan")), ("max_steps", 0),
+                                        ("lora_dropout", 1.5), ("limit", 0), ("top_p", 0)])
+def test_numbers_that_would_train_nothing_or_something_else_are_refused(key, value):
+    with pytest.raises(UserError, match=key):
+        _cfg(**{key: value})

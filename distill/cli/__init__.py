@@ -6,7 +6,7 @@
     distill eval --model REF            score a model            -> evals/NAME/vNNNN
     distill import SOURCE               bring in a published trace dataset -> data/NAME/vNNNN
     distill preflight --recipe R        can the GPUs here hold a training recipe?
-    distill artifacts list|show REF     browse versions and manifests
+    distill artifacts list|show|head|export REF   browse versions, manifests and rows
     distill lineage REF                 the chain of artifacts that made REF
     distill models materialize          the bundled SmolLM2-135M as a Hugging Face directory
 

@@ -32,14 +32,16 @@ class RichRenderer:
     def table(self, title: str, headers: Sequence[str], rows: Iterable[Sequence[Any]], footer: str | None = None,
               align_left: int = 1) -> None:
         from rich.console import Console
+        from rich.markup import escape
         from rich.table import Table
 
-        table = Table(title=title)
+        # escape: text is data, not markup ("[incorrect 3]" or a path with brackets must print as it is)
+        table = Table(title=escape(title))
         for i, header in enumerate(headers):
-            table.add_column(header, justify="left" if i < align_left else "right")
+            table.add_column(escape(str(header)), justify="left" if i < align_left else "right")
         for row in rows:
-            table.add_row(*[str(cell) for cell in row])
+            table.add_row(*[escape(str(cell)) for cell in row])
         console = Console()
         console.print(table)
         if footer:
-            console.print(footer)
+            console.print(escape(footer))

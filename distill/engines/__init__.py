@@ -79,18 +79,30 @@ class EngineOptions:
     max_retries: int = option(6, "openai: retries (exponential backoff) on 429/5xx/timeouts.")
 
     def validate_engine(self) -> None:
-        """Range checks of the engine options (a stage's validate() calls it)."""
+        """Range checks of the engine options (a stage's validate() calls it); floats are already finite."""
+        from distill.config import MAX_SECONDS
         from distill.errors import UserError
 
         if self.engine not in ENGINES:
             raise UserError(f"unknown --engine {self.engine!r}: use {' or '.join(ENGINES)}")
-        for flag, value, low in (("--tensor-parallel-size", self.tensor_parallel_size, 1),
-                                 ("--max-num-seqs", self.max_num_seqs, 1), ("--max-concurrency", self.max_concurrency, 1),
-                                 ("--max-retries", self.max_retries, 0)):
+        # (flag, value, low, high, why the high bound); None values are unset options
+        for flag, value, low, high, why in (
+                ("--tensor-parallel-size", self.tensor_parallel_size, 1, None, ""),
+                ("--max-model-len", self.max_model_len, 1, None, ""),
+                ("--max-num-seqs", self.max_num_seqs, 1, None, ""),
+                ("--max-concurrency", self.max_concurrency, 1, 4096, " (one thread per request in flight)"),
+                ("--max-retries", self.max_retries, 0, 100, " (backoff is capped at 60 s: 100 retries wait "
+                                                             "over an hour)"),
+                ("--seed", self.seed, 0, 2**32 - 1, " (vLLM seeds numpy, which takes 32 bits)")):
             if value is not None and value < low:
                 raise UserError(f"{flag} must be >= {low}, got {value}")
-        if not self.request_timeout_s > 0:
-            raise UserError(f"--request-timeout must be > 0 seconds, got {self.request_timeout_s}")
+            if value is not None and high is not None and value > high:
+                raise UserError(f"{flag} must be <= {high}{why}, got {value}")
+        if self.gpu_memory_utilization is not None and not 0 < self.gpu_memory_utilization <= 1:
+            raise UserError(f"--gpu-memory-utilization must be in (0, 1], got {self.gpu_memory_utilization}")
+        if not 0 < self.request_timeout_s <= MAX_SECONDS:
+            raise UserError(f"--request-timeout must be > 0 and <= {MAX_SECONDS:g} seconds, "
+                            f"got {self.request_timeout_s}")
 
     def engine_config(self, model: str, **details: Any) -> EngineConfig:
         """The EngineConfig of these options for ``model`` (+ per-run details: system_prompt, adapter, ...)."""

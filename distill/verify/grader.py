@@ -80,17 +80,29 @@ class GradeOptions:
     unsafe_code_exec: bool = option(False, "Run code answers without namespace isolation (rlimits only).")
     code_timeout: float = option(6.0, "Wall-clock limit per code test (s).")
     min_pass_fraction: float = option(1.0, "Share of a code row's tests that must pass.")
-    num_proc: Optional[int] = option(None, "Grading worker processes (default: all cores).")
+    num_proc: Optional[int] = option(None, "Grading worker processes (default: all cores; capped at the cores "
+                                           "available, never more than the rows).")
 
     def validate_grading(self) -> None:
-        """Range checks of the grading options (a stage's validate() calls it)."""
-        checks = [("--timeout", self.timeout > 0), ("--code-timeout", self.code_timeout > 0),
-                  ("--min-pass-fraction", 0 < self.min_pass_fraction <= 1),
-                  ("--num-proc", self.num_proc is None or self.num_proc >= 1),
-                  ("--min-reasoning-chars", self.min_reasoning_chars >= 0)]
-        bad = [flag for flag, ok in checks if not ok]
-        if bad:
-            raise UserError(f"{bad[0]} is out of range (see --help)")
+        """Range checks of the grading options (a stage's validate() calls it); floats are already finite.
+
+        ``num_proc`` is capped here at the cores available (checks are CPU-bound; a huge value would be a
+        fork storm), so every pool and the code sandbox's threads get the capped count.
+        """
+        from distill.config import MAX_SECONDS
+        from distill.verify.pool import available_cpus
+
+        checks = [("--timeout", 0 < self.timeout <= MAX_SECONDS, f"> 0 and <= {MAX_SECONDS:g} seconds", self.timeout),
+                  ("--code-timeout", 0 < self.code_timeout <= MAX_SECONDS, f"> 0 and <= {MAX_SECONDS:g} seconds",
+                   self.code_timeout),
+                  ("--min-pass-fraction", 0 < self.min_pass_fraction <= 1, "in (0, 1]", self.min_pass_fraction),
+                  ("--num-proc", self.num_proc is None or self.num_proc >= 1, ">= 1", self.num_proc),
+                  ("--min-reasoning-chars", self.min_reasoning_chars >= 0, ">= 0", self.min_reasoning_chars)]
+        for flag, ok, wanted, value in checks:
+            if not ok:  # nan fails every comparison, so it lands here too
+                raise UserError(f"{flag} is out of range: must be {wanted}, got {value}")
+        if self.num_proc is not None:
+            self.num_proc = min(self.num_proc, available_cpus())
 
     def grade_config(self) -> GradeConfig:
         return GradeConfig(timeout_s=self.timeout, min_reasoning_chars=self.min_reasoning_chars,

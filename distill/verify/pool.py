@@ -8,6 +8,10 @@ runs in a worker process that the parent kills (SIGKILL) when a task overruns; t
     with WorkerPool(num_workers=4, preload=("math_verify",)) as pool:
         results = pool.map(check_fn, payloads, timeout_s=5.0, on_timeout=lambda p: "timeout")
 
+Worker counts are capped: never more workers than the cores this process may use (``available_cpus``;
+checks are CPU-bound, more workers only fight over them, and a huge count is a fork storm), and never
+more than the tasks at hand: workers start on the first ``map`` call, as many as its payloads need.
+
 Workers are forked from a clean fork server (never from the parent, which may hold threads of
 arrow / tokenizers); ``preload`` modules are imported once in the fork server, so a replacement
 worker starts in milliseconds. Tasks go out in small chunks and results come back one by one, so
@@ -117,12 +121,18 @@ class _Worker:
     deadline: float = 0.0
 
 
+def cap_workers(num_workers: int | None) -> int:
+    """Worker processes to run: ``num_workers`` (default: all cores), at most the cores available, at least 1."""
+    cpus = available_cpus()
+    return max(1, min(int(num_workers), cpus) if num_workers else cpus)
+
+
 class WorkerPool:
-    """A fixed number of worker processes; see the module docstring."""
+    """At most ``num_workers`` worker processes (capped at the cores available); see the module docstring."""
 
     def __init__(self, num_workers: int | None = None, preload: tuple[str, ...] = (),
                  memory_limit_mb: int | None = 4096):
-        self.num_workers = max(1, int(num_workers or available_cpus()))
+        self.num_workers = cap_workers(num_workers)
         self.preload = tuple(preload)
         self.memory_limit_mb = memory_limit_mb
         self.workers: list[_Worker] = []
@@ -140,8 +150,10 @@ class WorkerPool:
         child_conn.close()
         return _Worker(process=process, conn=parent_conn)
 
-    def start(self) -> WorkerPool:
-        while len(self.workers) < self.num_workers:
+    def start(self, tasks: int | None = None) -> WorkerPool:
+        """Start workers up to ``num_workers``, or up to ``tasks`` when fewer tasks are at hand."""
+        want = self.num_workers if tasks is None else min(self.num_workers, tasks)
+        while len(self.workers) < want:
             self.workers.append(self._spawn())
         return self
 
@@ -175,7 +187,7 @@ class WorkerPool:
         self.workers = []
 
     def __enter__(self) -> WorkerPool:
-        return self.start()
+        return self  # workers start with the first map(), no more than its tasks need
 
     def __exit__(self, *exc) -> None:
         self.close()
@@ -191,13 +203,13 @@ class WorkerPool:
         yields ``on_timeout(payload)``; one that raises (or kills its worker) yields
         ``on_error(payload, message)`` (default: re-raise as RuntimeError in the parent).
         """
-        self.start()
         n = len(payloads)
+        self.start(n)
         results: list[Any] = [None] * n
         done = [False] * n
         pending = deque(range(n))
         if chunk_size is None:  # small chunks: cheap IPC, but work still spreads evenly at the end
-            chunk_size = max(1, min(16, n // (self.num_workers * 8) or 1))
+            chunk_size = max(1, min(16, n // (max(1, len(self.workers)) * 8) or 1))
         limit = float(timeout_s) if timeout_s else None
         remaining = n
 

@@ -111,16 +111,27 @@ class EvalConfig(GradeOptions, EngineOptions):
                             "or --outputs FILE with precomputed completions")
         if not self.benchmark and not self.outputs:
             raise UserError("no benchmark: pass --benchmark NAME_OR_FILE (e.g. --benchmark math500)")
+        from distill.config import MAX_SAMPLES
+
+        # floats are finite by now (distill.config.coerce refuses nan / inf where they enter)
         for flag, value, low in (("--n", self.n, 1), ("--max-tokens", self.max_tokens, 1), ("--limit", self.limit, 1),
                                  ("--tensor-parallel-size", self.tensor_parallel_size, 1)):
             if value is not None and value < low:
                 raise UserError(f"{flag} must be >= {low}, got {value}")
+        if self.n is not None and self.n > MAX_SAMPLES:
+            raise UserError(f"--n must be at most {MAX_SAMPLES:,}, got {self.n:,}: all samples of a problem are held "
+                            "in memory together")
+        if self.max_tokens is not None and self.max_tokens >= 2**31:
+            raise UserError(f"--max-tokens must be below 2^31, got {self.max_tokens}")
         if self.temperature is not None and self.temperature < 0:
             raise UserError(f"--temperature must be >= 0, got {self.temperature}")
         if self.top_p is not None and not 0 < self.top_p <= 1:
             raise UserError(f"--top-p must be in (0, 1], got {self.top_p}")
         if any(k < 1 for k in self.pass_at):
             raise UserError(f"--pass-at values must be >= 1, got {self.pass_at}")
+        if any(k > MAX_SAMPLES for k in self.pass_at):
+            raise UserError(f"--pass-at values must be at most {MAX_SAMPLES:,} (the most samples per problem), "
+                            f"got {max(self.pass_at):,}")
         self.validate_engine()
         self.validate_grading()
         if self.name:

@@ -91,10 +91,12 @@ class FilterConfig(GradeOptions):
         if self.per_prompt_policy not in POLICIES:
             raise UserError(f"--per-prompt-policy {self.per_prompt_policy!r}: use one of {', '.join(POLICIES)}")
         self.validate_grading()
+        # floats are finite by now (distill.config.coerce refuses nan / inf where they enter)
         checks = [("--max-language-mix", 0 <= self.max_language_mix <= 1),
                   ("--near-duplicate-threshold", 0 < self.near_duplicate_threshold <= 1),
                   ("--fuzzy-threshold", 0 < self.fuzzy_threshold <= 1), ("--ngram", self.ngram >= 1),
                   ("--max-per-prompt", self.max_per_prompt is None or self.max_per_prompt >= 1),
+                  ("--min-tokens", self.min_tokens >= 0),
                   ("--max-tokens", self.max_tokens is None or self.max_tokens >= self.min_tokens)]
         local = self.tokenizer and self.tokenizer.startswith((".", "/", "~"))
         if local and not Path(self.tokenizer).expanduser().exists():
@@ -102,7 +104,8 @@ class FilterConfig(GradeOptions):
                             "checkpoint reference or a cached Hub id")
         bad = [flag for flag, ok in checks if not ok]
         if bad:
-            raise UserError(f"{bad[0]} is out of range (see `distill filter --help`)")
+            value = getattr(self, bad[0][2:].replace("-", "_"))
+            raise UserError(f"{bad[0]} is out of range, got {value} (see `distill filter --help`)")
 
 
 # ---------------------------------------------------------------------------- reading rows

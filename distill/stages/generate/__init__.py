@@ -105,17 +105,27 @@ class GenerateConfig(EngineOptions):
         if self.engine == "openai" and not self.base_url:
             raise UserError("--engine openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
         self.validate_engine()
-        checks = [(self.num_generations >= 1, "-n/--num-generations must be at least 1"),
-                  (self.temperature >= 0, "--temperature must be >= 0"),
-                  (0 < self.top_p <= 1, "--top-p must be in (0, 1]"),
-                  (self.max_tokens >= 1, "--max-tokens must be at least 1"),
-                  (self.limit is None or self.limit >= 1, "--limit must be at least 1"),
+        from distill.config import MAX_SAMPLES
+
+        # floats are finite by now (distill.config.coerce refuses nan / inf where they enter)
+        checks = [(self.num_generations >= 1, f"-n/--num-generations must be at least 1, got {self.num_generations}"),
+                  (self.num_generations <= MAX_SAMPLES,
+                   f"-n/--num-generations must be at most {MAX_SAMPLES:,}, got {self.num_generations:,}: all samples "
+                   "of a prompt are held in memory together (for more traces, use more prompts)"),
+                  (self.temperature >= 0, f"--temperature must be >= 0, got {self.temperature}"),
+                  (0 < self.top_p <= 1, f"--top-p must be in (0, 1], got {self.top_p}"),
+                  (self.max_tokens >= 1, f"--max-tokens must be at least 1, got {self.max_tokens}"),
+                  (self.max_tokens < 2**31, f"--max-tokens must be below 2^31 (an int32 column), got {self.max_tokens}"),
+                  (self.limit is None or self.limit >= 1, f"--limit must be at least 1, got {self.limit}"),
                   (self.max_concurrency >= 1, "--max-concurrency must be at least 1"),
-                  ((self.price_in or 0) >= 0 and (self.price_out or 0) >= 0, "prices must be >= 0"),
+                  ((self.price_in or 0) >= 0, f"--price-in must be >= 0, got {self.price_in}"),
+                  ((self.price_out or 0) >= 0, f"--price-out must be >= 0, got {self.price_out}"),
                   (prompting.PROBLEM_SLOT in self.prompt_template, "--prompt-template needs a {problem} slot")]
         for ok, message in checks:
             if not ok:
                 raise UserError(message)
+        if self.shard and len(self.shard) > 40:
+            raise UserError(f"--shard {self.shard[:20]!r}... is too long: use i/N with 0 <= i < N, e.g. 0/4")
         self.shard_spec()
 
     def shard_spec(self) -> tuple[int, int]:

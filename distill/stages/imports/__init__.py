@@ -56,9 +56,13 @@ class ImportConfig:
         if self.format not in schema.FORMATS:
             raise UserError(f"--format {self.format!r}: use think or native")
         if self.limit is not None and self.limit < 1:
-            raise UserError("--limit must be at least 1")
+            raise UserError(f"--limit must be at least 1, got {self.limit}")
         if self.num_proc is not None and self.num_proc < 1:
-            raise UserError("--num-proc must be at least 1")
+            raise UserError(f"--num-proc must be at least 1, got {self.num_proc}")
+        if self.num_proc is not None:  # capped at the cores available (datasets caps it at the rows)
+            from distill.verify.pool import available_cpus
+
+            self.num_proc = min(self.num_proc, available_cpus())
 
 
 def _convert_batch(batch: dict, indices: list[int], *, convert, ctx: Context, columns: list[str]) -> dict:

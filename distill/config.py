@@ -96,8 +96,12 @@ def coerce(cls, key: str, value: Any) -> Any:
     """
     types = field_types(cls)
     if key not in types:
-        known = ", ".join(f.name for f in dataclasses.fields(cls))
-        raise UserError(f"unknown config key {_shown(key)} for {cls.__name__} (known: {known})")
+        import difflib
+
+        names = [f.name for f in dataclasses.fields(cls)]
+        close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise UserError(f"unknown config key {_shown(key)} for {cls.__name__}: {hint}(known: {', '.join(names)})")
     inner, is_list = base_type(types[key])
     if value is None:
         return None

@@ -44,7 +44,7 @@ def test_config_precedence_and_types(tmp_path):
                          {"name": "from-flag"})
     assert (built.name, built.steps, built.rate, built.flag) == ("from-flag", 30, 0.1, True)
     assert config.build(_Demo, {"columns": "a,b"}).columns == ["a", "b"]
-    with pytest.raises(UserError, match="unknown config key 'stepz'"):
+    with pytest.raises(UserError, match=r"unknown config key 'stepz' for _Demo: did you mean 'steps'\?"):
         config.build(_Demo, {"stepz": 1})
     with pytest.raises(UserError, match="expects int"):
         config.build(_Demo, {"steps": "many"})

@@ -60,7 +60,7 @@ def test_recipe_file_extends_and_overrides(tmp_path):
         load_recipe(str(loop))
     bad = tmp_path / "bad.yaml"
     bad.write_text("learning_rat: 1\n")
-    with pytest.raises(UserError, match="unknown config key 'learning_rat'"):
+    with pytest.raises(UserError, match=r"unknown config key 'learning_rat' for TrainConfig: did you mean 'learning_rate'\?"):
         build(TrainConfig, load_recipe(str(bad)))
 
 

@@ -10,7 +10,7 @@ from fixtures_vllm import R1_CHAT_TEMPLATE, free_port
 
 from distill.engines import chat as prompting
 from distill.errors import UserError
-from distill.stages.generate import GenerateConfig, build_prompts, config_hash, run_seed
+from distill.stages.generate import GenerateConfig, Teacher, build_prompts, config_hash, run_seed
 from distill.stages.generate.store import PartialStore
 
 # ---------------------------------------------------------------------------- prompting
@@ -142,6 +142,29 @@ def test_build_prompts_ids_duplicates_and_conversations():
     assert conv.problems == ["hi"]
     with pytest.raises(UserError, match="no rows"):
         build_prompts(data.select([]), _cfg(), None)
+
+
+
+def test_the_datas_own_id_column_is_used_when_present():
+    """Regression: 64 benchmark rows with distinct ids but repeated prompt texts were sampled as 5 prompts,
+    silently, because the data's `id` column was ignored without --id-column."""
+    import datasets
+
+    rows = [{"id": f"q-{i}", "problem": f"What is {i % 5} + 1?"} for i in range(64)]
+    data = datasets.Dataset.from_list(rows)
+    prompts = build_prompts(data, _cfg(), None)
+    assert len(prompts) == 64 and prompts.duplicates == 0 and prompts.id_column == "id"
+    assert prompts.ids[:2] == ["q-0", "q-1"]
+    hashed = build_prompts(data, _cfg(id_column="none"), None)  # the old behaviour, when asked for
+    assert len(hashed) == 5 and hashed.duplicates == 59 and hashed.id_column is None
+    # an id repeated with the same prompt is one prompt; with another prompt it is an error naming the id
+    same = datasets.Dataset.from_list([{"id": "a", "problem": "x"}, {"id": "a", "problem": "x"}])
+    assert len(build_prompts(same, _cfg(), None)) == 1
+    clash = datasets.Dataset.from_list([{"id": "a", "problem": "x"}, {"id": "a", "problem": "y"}])
+    with pytest.raises(UserError, match="repeats the id 'a' for different prompts"):
+        build_prompts(clash, _cfg(), None)
+    assert config_hash(_cfg(), {}, Teacher(model="/m", info={"checkpoint_sha256": None}), None, "id") != \
+        config_hash(_cfg(), {}, Teacher(model="/m", info={"checkpoint_sha256": None}), None, None)
 
 
 # ---------------------------------------------------------------------------- partial store

@@ -73,7 +73,8 @@ class GenerateConfig(EngineOptions):
     prompt_column: str = option("problem", "Column with the problem (or with a list of chat messages).")
     answer_column: str | None = option(None, "Column with the reference answer, carried along for `distill "
                                              f"filter`; default: the first of {', '.join(ANSWER_COLUMNS)}.")
-    id_column: str | None = option(None, "Column with a unique row id; default: a hash of the prompt.")
+    id_column: str | None = option(None, "Column with a unique row id (default: the data's 'id' column when it has "
+                                         "one, else a hash of the prompt; 'none': always the hash).")
     limit: Optional[int] = option(None, "Use only the first N rows.")
     system_prompt: str | None = option(None, "System prompt (default: none, i.e. the template's own default).")
     prompt_template: str = option(prompting.DEFAULT_PROMPT_TEMPLATE, "User turn; {problem} is replaced by the "
@@ -152,8 +153,9 @@ class Prompts:
     problems: list[str]
     messages: list[list[dict[str, str]]]
     answer_column: str | None
-    duplicates: int
+    duplicates: int  # rows that repeat a prompt already taken (sampled once)
     conversations: bool = False  # the prompt column held chat messages (no prompt template applied)
+    id_column: str | None = None  # the column the ids came from (None: a hash of the prompt)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -162,17 +164,18 @@ class Prompts:
 def build_prompts(data, cfg: GenerateConfig, few_shot) -> Prompts:
     from distill.artifacts.sources import require_columns
 
+    id_column = effective_id_column(cfg, data.column_names)
     require_columns(data, {"--prompt-column": cfg.prompt_column, "--answer-column": cfg.answer_column,
-                           "--id-column": cfg.id_column}, what=f"dataset {cfg.dataset}")
+                           "--id-column": id_column}, what=f"dataset {cfg.dataset}")
     answer_column = cfg.answer_column or next((c for c in ANSWER_COLUMNS if c in data.column_names), None)
     if cfg.limit:
         data = data.select(range(min(cfg.limit, len(data))))
     if len(data) == 0:
         raise UserError(f"dataset {cfg.dataset} has no rows: nothing to generate")
     values = data[cfg.prompt_column]
-    given_ids = [None if v is None else str(v) for v in data[cfg.id_column]] if cfg.id_column else None
-    out = Prompts([], [], [], [], answer_column, 0)
-    seen: set[str] = set()
+    given_ids = [None if v is None else str(v) for v in data[id_column]] if id_column else None
+    out = Prompts([], [], [], [], answer_column, 0, id_column=id_column)
+    seen: dict[str, str] = {}  # id -> what its prompt was
     for position, value in enumerate(values):
         if isinstance(value, list):  # a conversation: used as is (an explicit system prompt goes first)
             messages = prompting.check_messages(value, where=f"row {position} of --prompt-column")
@@ -190,13 +193,16 @@ def build_prompts(data, cfg: GenerateConfig, few_shot) -> Prompts:
                             f"({str(value)[:40]!r}): clean the dataset or pick another column")
         key = given_ids[position] if given_ids else hashlib.sha256(digest_of.encode()).hexdigest()[:16]
         if key is None:
-            raise UserError(f"row {position} has no --id-column {cfg.id_column!r} value")
+            raise UserError(f"row {position} has no value in the id column {id_column!r}: fill it, or pass "
+                            "--id-column none to key prompts by their text")
         if key in seen:
-            if given_ids:
-                raise UserError(f"--id-column {cfg.id_column!r} repeats the id {key!r}: ids must be unique")
+            if given_ids and (cfg.id_column or seen[key] != digest_of):
+                raise UserError(f"id column {id_column!r} repeats the id {key!r}" + (
+                    "" if cfg.id_column else " for different prompts") + ": ids must be unique (or pass "
+                    "--id-column none to key prompts by their text)")
             out.duplicates += 1  # the same prompt twice: sampled once, n times
             continue
-        seen.add(key)
+        seen[key] = digest_of
         out.ids.append(key)
         out.rows.append(position)
         out.problems.append(problem)
@@ -233,13 +239,21 @@ def resolve_teacher(cfg: GenerateConfig) -> Teacher:
                    chat_template=ref.chat_template)
 
 
-def config_hash(cfg: GenerateConfig, source_info: dict, teacher: Teacher, few_shot) -> str:
+def effective_id_column(cfg: GenerateConfig, columns: list[str]) -> str | None:
+    """--id-column, else the data's own 'id' column, else None (prompts keyed by a hash of their text)."""
+    if cfg.id_column and cfg.id_column.lower() == "none":
+        return None
+    return cfg.id_column or ("id" if "id" in columns else None)
+
+
+def config_hash(cfg: GenerateConfig, source_info: dict, teacher: Teacher, few_shot,
+                id_column: str | None = None) -> str:
     """Hash of everything that changes the samples (not infrastructure: engine, URLs, parallelism)."""
     identity = teacher.info["checkpoint_sha256"] or teacher.model
     template = prompting.template_text(None, cfg.chat_template) if cfg.chat_template else None
     payload = {
         "teacher": identity, "source": {k: v for k, v in source_info.items() if k != "path"},
-        "columns": [cfg.prompt_column, cfg.answer_column, cfg.id_column], "limit": cfg.limit,
+        "columns": [cfg.prompt_column, cfg.answer_column, id_column or cfg.id_column], "limit": cfg.limit,
         "system_prompt": cfg.system_prompt, "prompt_template": cfg.prompt_template, "few_shot": few_shot,
         "chat_template": template, "n": cfg.num_generations, "temperature": cfg.temperature, "top_p": cfg.top_p,
         "max_tokens": cfg.max_tokens, "seed": cfg.seed, "max_model_len": cfg.max_model_len, "dtype": cfg.dtype,
@@ -272,7 +286,10 @@ def run(cfg: GenerateConfig, engine=None):
     data, source = load_input(cfg.dataset, split=cfg.split, config=cfg.dataset_config, revision=cfg.revision,
                               limit=cfg.limit)
     prompts = build_prompts(data, cfg, few_shot)
-    chash = config_hash(cfg, source.info, teacher, few_shot)
+    chash = config_hash(cfg, source.info, teacher, few_shot, prompts.id_column)
+    if prompts.duplicates:
+        log.say(f"{prompts.duplicates} row(s) repeat a prompt already taken: each prompt is sampled once "
+                f"({len(prompts)} prompts from {len(prompts) + prompts.duplicates} rows; recorded in the manifest)")
     name_dir = artifacts.home() / artifacts.KIND_DIRS["traces"] / cfg.name
     store = PartialStore(name_dir / f"{artifacts.PARTIAL_PREFIX}{chash}")
     if not store.exists():

@@ -133,9 +133,10 @@ def _progress(enabled: bool):
 # ---------------------------------------------------------------------------- the artifact
 
 
-def source_columns(column_names: list[str], cfg, answer_column: str | None) -> list[tuple[str, str]]:
+def source_columns(column_names: list[str], cfg, answer_column: str | None,
+                   id_column: str | None = None) -> list[tuple[str, str]]:
     """(source name, output name) of the source columns carried into every row."""
-    represented = {"problem": cfg.prompt_column, "answer": answer_column, "id": cfg.id_column}
+    represented = {"problem": cfg.prompt_column, "answer": answer_column, "id": id_column}
     out = []
     for name in column_names:
         if name in RESERVED:
@@ -160,7 +161,7 @@ def build_dataset(job: GenerationJob):
 
     cfg, data, prompts, store = job.cfg, job.data, job.prompts, job.store
     n = cfg.num_generations
-    carried = source_columns(data.column_names, cfg, prompts.answer_column)
+    carried = source_columns(data.column_names, cfg, prompts.answer_column, prompts.id_column)
     message = {"role": datasets.Value("string"), "content": datasets.Value("string")}
     features = datasets.Features({
         "id": datasets.Value("string"), "sample_index": datasets.Value("int32"),
@@ -238,7 +239,7 @@ def manifest_parts(job: GenerationJob, totals: dict[str, Any]) -> tuple[dict[str
                "base_url": cfg.base_url if cfg.engine == "openai" else None}
     source = {**job.source.info, "split": cfg.split, "config": cfg.dataset_config,
               "prompt_column": cfg.prompt_column, "answer_column": prompts.answer_column,
-              "id_column": cfg.id_column, "limit": cfg.limit, "rows_used": len(prompts) + prompts.duplicates,
+              "id_column": prompts.id_column, "limit": cfg.limit, "rows_used": len(prompts) + prompts.duplicates,
               "prompts": len(prompts), "duplicate_prompts": prompts.duplicates}
     sampling = {"n": cfg.num_generations, "temperature": cfg.temperature, "top_p": cfg.top_p,
                 "max_tokens": cfg.max_tokens, "seed": cfg.seed}

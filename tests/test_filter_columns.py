@@ -55,3 +55,23 @@ def test_no_problem_column_is_an_error_not_one_prompt_per_row(home, tmp_path):
         _run(path, max_per_prompt=1)
     kept = _run(path, max_per_prompt=1, problem_column="question", skip=["dedup"])
     assert kept.manifest["counts"]["train"] == 1  # one prompt, capped at 1: the cap works again
+
+
+def test_traces_without_reasoning_blocks_get_a_hint_not_a_silent_zero(home, tmp_path, capsys):
+    """A non-reasoning teacher (the bundled model without few-shot) writes no <think> blocks: the filter
+    says why it keeps nothing and what to do."""
+    rows = [{"id": str(i), "problem": f"{i}+1?", "completion": f"The answer is \\boxed{{{i + 1}}}.", "answer": str(i + 1)}
+            for i in range(20)]
+    kept = _run(_traces(tmp_path, rows))
+    assert kept.manifest["counts"]["train"] == 0
+    err = capsys.readouterr().err
+    assert "only 0.0% of the rows have a <think>…</think> block" in err and "--few-shot" in err
+    assert "--skip format" in err
+
+
+def test_generate_flags_samples_without_reasoning_blocks():
+    from distill.stages.generate.loop import has_reasoning_block, no_reasoning_hint
+
+    assert has_reasoning_block("<think>\nadd\n</think>\n\n5") and has_reasoning_block("add</think>5")
+    assert not has_reasoning_block("The answer is 5.") and not has_reasoning_block("<think>never closed")
+    assert "is the teacher a reasoning model?" in no_reasoning_hint(0.01)

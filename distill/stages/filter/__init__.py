@@ -223,6 +223,7 @@ def _run(cfg: FilterConfig):
     num_proc = cfg.num_proc or available_cpus()
     with _progress() as progress, make_pool(num_proc, cfg.grade_config()) as pool:
         measured = _measure(cfg, rows, tokenizer, index, pool, num_proc, progress)
+        _warn_without_reasoning(measured, cfg)
         columns, reasons = _reject_reasons(cfg, measured)
         columns["dedup"] = _dedup(cfg, rows["group"], reasons, measured.num_tokens, pool, rows["completion"],
                                   "dedup" not in cfg.skip)
@@ -232,6 +233,18 @@ def _run(cfg: FilterConfig):
     stats["seconds"] = round(time.monotonic() - started, 2)
     stats["rows_per_s"] = round(len(data) / max(stats["seconds"], 1e-9), 1)
     return _write(cfg, data, source, columns, reasons, stats)
+
+
+def _warn_without_reasoning(measured, cfg: FilterConfig) -> None:
+    """Most rows without a reasoning block means a non-reasoning teacher, not bad luck: say so, once."""
+    from distill import log
+
+    with_block = sum(1 for result in measured.graded if result.reasoning)
+    share = with_block / max(len(measured.graded), 1)
+    if share < 0.05 and "format" not in cfg.skip:
+        log.warn(f"only {share:.1%} of the rows have a <think>…</think> block, so nearly all will be rejected as "
+                 "'format': is the teacher a reasoning model? Generate with --few-shot FILE of worked <think> "
+                 "examples, or pass --skip format to keep answers without reasoning")
 
 
 def _read(cfg: FilterConfig):

@@ -20,10 +20,25 @@ from dataclasses import dataclass
 from typing import Any
 
 from distill import log
+from distill.think import split_reasoning
 
 RESERVED = ("id", "sample_index", "prompt", "problem", "answer", "completion", "finish_reason", "prompt_tokens",
             "completion_tokens", "teacher", "temperature", "top_p", "max_tokens", "seed", "_order")
 CONVERSATION_FILE = "conversation.json"
+
+
+NO_REASONING_SHARE = 0.05  # below this share of samples with a <think> block, the teacher is likely not reasoning
+
+
+def has_reasoning_block(completion: str | None) -> bool:
+    """A closed reasoning block (<think>…</think> or another dataset's markers)."""
+    return split_reasoning(completion or "", assume_prefilled_think=True)[0] is not None
+
+
+def no_reasoning_hint(share: float) -> str:
+    return (f"only {share:.1%} of the samples have a <think>…</think> block: is the teacher a reasoning model? "
+            "A non-reasoning teacher (an instruct model, the bundled one) needs worked examples: --few-shot FILE "
+            "(see data/demo/few_shot.json); `distill filter` rejects samples without the block as 'format'")
 
 
 def explicit_system_prompt(cfg, few_shot) -> str | None:
@@ -177,7 +192,7 @@ def build_dataset(job: GenerationJob):
     build.mkdir()
     position = {key: i for i, key in enumerate(prompts.ids)}
     totals: dict[str, Any] = {"samples": 0, "prompt_tokens": 0, "completion_tokens": 0, "finish_reasons": Counter(),
-                              "prompts_too_long": 0}
+                              "prompts_too_long": 0, "with_think": 0}
     writer = ArrowWriter(features=features, path=str(build / "rows.arrow"))
     cached_row, cached_at = None, -1
     for record in store.records():
@@ -199,6 +214,7 @@ def build_dataset(job: GenerationJob):
         totals["prompt_tokens"] += record["prompt_tokens"]
         totals["completion_tokens"] += record["completion_tokens"]
         totals["finish_reasons"][record["finish_reason"]] += 1
+        totals["with_think"] += has_reasoning_block(record["completion"])
         totals["prompts_too_long"] += bool(record.get("error"))
     writer.finalize()
     writer.close()
@@ -255,7 +271,8 @@ def manifest_parts(job: GenerationJob, totals: dict[str, Any]) -> tuple[dict[str
     stats = {"samples": totals["samples"], "prompts": len(prompts), "prompt_tokens": totals["prompt_tokens"],
              "completion_tokens": totals["completion_tokens"],
              "mean_completion_tokens": round(totals["completion_tokens"] / samples, 1),
-             "truncated_share": round(truncated, 4), "tokens_per_second": throughput,
+             "truncated_share": round(truncated, 4), "think_share": round(totals["with_think"] / samples, 4),
+             "tokens_per_second": throughput,
              "engine_seconds": round(engine_seconds, 2), "cost_usd": cost_usd}
     return stats, extra
 
@@ -278,3 +295,6 @@ def print_summary(artifact) -> None:
         lines.append(f"  cost ${manifest['cost']['usd']:,.4f}")
     lines.append(f"  -> {artifact.path}")
     print("\n".join(lines))
+    share = manifest["stats"].get("think_share")
+    if share is not None and share < NO_REASONING_SHARE:
+        log.warn(no_reasoning_hint(share))

@@ -329,7 +329,7 @@ def test_non_utf8_input_is_a_user_error(files):
     """In process the reader raises a UserError; that the CLI prints only its line is checked in the cli tier."""
     from distill.artifacts.sources import load_input
 
-    with pytest.raises(UserError, match="cannot read"):
+    with pytest.raises(UserError, match="is not UTF-8 text \\(byte 0xff at offset 0\\)"):
         load_input(str(files["non_utf8"]))
 
 
@@ -362,11 +362,6 @@ def test_bad_values_in_a_config_file(text, why, tmp_path, files, home, capsys):
 # ---------------------------------------------------------------------------- end to end (subprocess)
 
 
-NON_UTF8 = pytest.mark.xfail(strict=True, reason="the error line is right, but datasets logs 'Failed to load JSON ...' "
-                                                 "(and eval/import a progress bar) on stderr first: distill/artifacts/"
-                                                 "sources.py (and stages/imports/loading.py) must silence it")
-
-
 @pytest.mark.cli
 @pytest.mark.parametrize("args, why", [
     (("filter", "--input", "{two}", "--code-timeout", "nan"), "--code-timeout must be a finite number, got nan"),
@@ -378,13 +373,13 @@ NON_UTF8 = pytest.mark.xfail(strict=True, reason="the error line is right, but d
     (("filter", "--input", "{two}", "--config-file", "{binary_yaml}"), "not a UTF-8 text file"),
     (("filter", "--input", "{empty}"), "no rows"),
     (("filter", "--input", "{two}", "--set", "timeout=.nan"), "--timeout must be a finite number, got nan"),
-    pytest.param(("filter", "--input", "{non_utf8}"), "cannot read", marks=NON_UTF8, id="filter-non-utf8"),
-    pytest.param(("generate", "--teacher", "bundled", "--dataset", "{non_utf8}"), "cannot read", marks=NON_UTF8,
+    pytest.param(("filter", "--input", "{non_utf8}"), "is not UTF-8 text", id="filter-non-utf8"),
+    pytest.param(("generate", "--teacher", "bundled", "--dataset", "{non_utf8}"), "is not UTF-8 text",
                  id="generate-non-utf8"),
-    pytest.param(("eval", "--model", "bundled", "--benchmark", "{non_utf8}"), "cannot read", marks=NON_UTF8,
+    pytest.param(("eval", "--model", "bundled", "--benchmark", "{non_utf8}"), "is not UTF-8 text",
                  id="eval-non-utf8"),
-    pytest.param(("import", "open-thoughts/OpenThoughts-114k", "--data-files", "{non_utf8}"), "cannot read",
-                 marks=NON_UTF8, id="import-non-utf8"),
+    pytest.param(("import", "open-thoughts/OpenThoughts-114k", "--data-files", "{non_utf8}"), "is not UTF-8 text",
+                 id="import-non-utf8"),
 ])
 def test_cli_bad_input_is_one_line_exit_2_and_writes_nothing(args, why, files, home):
     paths = {k: str(v) for k, v in files.items()}

@@ -54,6 +54,7 @@ def load_input(spec: str, split: str | None = None, config: str | None = None, d
             raise UserError(f"unsupported input file {path}: use .jsonl, .json, .parquet or .csv")
         if _has_no_rows(path, fmt):
             raise UserError(f"input file {path} has no rows")
+        require_utf8(path, fmt)
         try:
             data = datasets.load_dataset(fmt, data_files=str(path.absolute()), split="train")
         except Exception as exc:  # noqa: BLE001 - pyarrow/json errors vary
@@ -123,6 +124,23 @@ def _first_rows(repo_id: str, config: str | None, split: str, revision: str | No
     rows = list(itertools.islice(iter(stream), limit))
     features = stream.features
     return datasets.Dataset.from_list(rows, features=features) if features else datasets.Dataset.from_list(rows)
+
+
+def require_utf8(path: Path, fmt: str, head_bytes: int = 4 << 20) -> None:
+    """A text file (json/csv) must be UTF-8; checked on its first ``head_bytes`` (cheap), so the error is ours in
+    one line rather than datasets' log and traceback."""
+    if fmt not in ("json", "csv"):
+        return
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    with open(path, "rb") as handle:
+        chunk = handle.read(head_bytes)
+    try:
+        decoder.decode(chunk, final=len(chunk) < head_bytes)
+    except UnicodeDecodeError as exc:
+        raise UserError(f"input file {path} is not UTF-8 text (byte {chunk[exc.start]:#04x} at offset {exc.start}): "
+                        "re-encode it as UTF-8") from None
 
 
 def require_columns(data, columns: dict[str, str | None], what: str = "input") -> None:

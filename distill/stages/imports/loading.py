@@ -12,7 +12,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from distill.artifacts.sources import FILE_FORMATS, file_sha256, load_input
+from distill.artifacts.sources import FILE_FORMATS, file_sha256, load_input, require_utf8
 from distill.errors import UserError
 from distill.stages.imports.spec import ConfigSpec, SourceSpec
 
@@ -58,6 +58,8 @@ def _read_files(files: list[Path]):
     if len(formats) != 1:
         raise UserError(f"--data-files mixes formats ({', '.join(sorted(formats))}): give one kind of file")
     fmt = formats.pop()
+    for file in files:
+        require_utf8(file, fmt)
     try:
         return datasets.load_dataset(fmt, data_files=[str(f) for f in files], split="train")
     except Exception as exc:  # noqa: BLE001 - arrow/json errors vary

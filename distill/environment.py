@@ -1,9 +1,10 @@
-"""Versions, git commit and device of the running environment, for manifests."""
+"""Versions, git commit and device of the running environment, for manifests; where distill caches files."""
 
 from __future__ import annotations
 
 import functools
 import importlib.metadata as metadata
+import os
 import platform
 import subprocess
 import sys
@@ -57,3 +58,10 @@ def environment_info() -> dict:
         info[name] = distribution_version(name)
     info["device"] = device_description()
     return info
+
+
+def cache_dir() -> Path:
+    """$DISTILL_CACHE, else $XDG_CACHE_HOME/distill or ~/.cache/distill (the bundled model, engine logs)."""
+    base = os.environ.get("DISTILL_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "distill")
+    return Path(base)

@@ -9,7 +9,7 @@ import pytest
 from fixtures_models import run_cli
 
 from distill import artifacts
-from distill.artifacts import browse
+from distill.artifacts import browse, summary
 from distill.errors import UserError
 from distill.stages.filter.features import REASONS, funnel
 
@@ -171,7 +171,7 @@ def test_export_refuses_to_overwrite_and_is_atomic(home, tmp_path):
 
 def test_summary_of_filtered_data(home):
     artifact = _filtered()
-    entries = dict(browse.summary(artifact))
+    entries = dict(summary.summary(artifact))
     assert entries["rows"] == ["train 3, rejected 6"]
     assert entries["config"] == ["input=traces@v0001  domain=math  max_per_prompt=2"]  # False values left out
     funnel_text = "\n".join(entries["funnel"])
@@ -184,7 +184,7 @@ def test_summary_of_filtered_data(home):
 def test_summary_of_an_eval_with_intervals_and_changed_parent(home):
     parent = _filtered()
     evaluated = _eval(parent)
-    entries = dict(browse.summary(evaluated))
+    entries = dict(summary.summary(evaluated))
     assert entries["results"][0] == "gsm8k   pass@1 50.0% [1.0, 99.0]  (4 problems × 1 sample)"
     assert "pass@1 12.5% [2.7, 22.3]  pass@4 30.0% [14.3, 45.7]  (30 problems × 4 samples)" in entries["results"][1]
     assert entries["rows"] == ["4 (one dataset, no named splits)"]
@@ -194,7 +194,7 @@ def test_summary_of_an_eval_with_intervals_and_changed_parent(home):
     manifest = json.loads(manifest_path.read_text())
     manifest["content_sha256"] = "0" * 64
     manifest_path.write_text(json.dumps(manifest))
-    assert dict(browse.summary(evaluated))["parents"][0].endswith("CHANGED since use")
+    assert dict(summary.summary(evaluated))["parents"][0].endswith("CHANGED since use")
 
 
 # ---------------------------------------------------------------------------- the CLI

@@ -67,9 +67,9 @@ def show_command(ref: str = typer.Argument(..., help="NAME, NAME@latest, NAME@v3
 
 
 def _print_summary(artifact) -> None:
-    from distill.artifacts import browse
+    from distill.artifacts import summary
 
-    entries = browse.summary(artifact)
+    entries = summary.summary(artifact)
     width = max(len(label) for label, _ in entries)
     typer.echo(f"{artifact.ref}  ({artifact.kind})")
     for label, lines in entries:

@@ -77,8 +77,9 @@ def verbose() -> bool:
 def engine_log_path() -> Path:
     """Where vLLM's start-up output goes: ~140 third-party lines per start (weight-loading warnings above all)
     would be ~96 % of what a command prints."""
-    base = Path(os.environ.get("DISTILL_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache") / "distill")
-    directory = base.expanduser() / "logs"
+    from distill.environment import cache_dir
+
+    directory = cache_dir().expanduser() / "logs"
     directory.mkdir(parents=True, exist_ok=True)
     return directory / f"vllm-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
 

@@ -16,16 +16,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from distill.environment import cache_dir
 from distill.errors import UserError
 
 BUNDLED_NAME = "smollm2-135m-instruct"
 GGUF_FILENAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BUNDLED_LICENSE = "apache-2.0"
-
-def cache_dir() -> Path:
-    base = os.environ.get("DISTILL_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "distill")
-    return Path(base)
 
 
 def gguf_path() -> Path:

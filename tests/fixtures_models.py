@@ -75,3 +75,24 @@ def tiny_qwen2_dir(tmp_path_factory, bundled_model_dir) -> Path:
 def tiny_llama_dir(tmp_path_factory, bundled_model_dir) -> Path:
     """A 2-layer Llama with random weights and the bundled tokenizer (ChatML template)."""
     return _tiny_model("llama", tmp_path_factory.mktemp("tiny-llama"), bundled_model_dir)
+
+
+def fake_hub_dataset(monkeypatch, rows: list[dict]) -> dict:
+    """Fake the Hub at the network edge (no network here): ``datasets.load_dataset`` returns ``rows`` and the
+    revision lookup answers a fixed sha. Returns the dict the last load_dataset call's arguments land in."""
+    import datasets
+    import huggingface_hub
+
+    calls: dict = {}
+
+    def fake_load_dataset(path, name=None, split=None, revision=None, **kwargs):
+        calls.update(path=path, name=name, split=split, revision=revision)
+        return datasets.Dataset.from_list(rows)
+
+    class FakeApi:
+        def dataset_info(self, repo_id, revision=None):
+            return type("Info", (), {"sha": "a" * 40})()
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    return calls

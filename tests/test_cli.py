@@ -151,3 +151,10 @@ def test_bad_flags_are_one_error_line_and_exit_2(home, args, message):
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and result.stderr.startswith(message), result.stderr
     assert not (home / "data").exists()
+
+
+@pytest.mark.cli
+def test_preflight_command_says_what_a_recipe_needs(home):
+    result = run_cli("preflight", "--recipe", "openthoughts-7b", home=home)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1  # one error line: no GPU on this machine
+    assert result.stderr.startswith("error: no CUDA GPU here: Qwen/Qwen2.5-7B-Instruct") and "H100 GPU-hours" in result.stderr

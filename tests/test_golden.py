@@ -28,6 +28,7 @@ import json
 from pathlib import Path
 
 import pytest
+from fixtures_models import fake_hub_dataset
 
 DATA = Path(__file__).resolve().parent / "data"
 GOLDEN = DATA / "golden"
@@ -133,21 +134,10 @@ def test_golden_import(home, case):
 
 
 def test_golden_import_from_the_hub(home, monkeypatch):
-    import datasets
-    import huggingface_hub
-
     from distill import config
     from distill.stages import imports as importers
 
-    def fake_load_dataset(path, name=None, split=None, revision=None, **kwargs):
-        return datasets.Dataset.from_list(_jsonl(DATA / "openthoughts/default.jsonl"))
-
-    class FakeApi:
-        def dataset_info(self, repo_id, revision=None):
-            return type("Info", (), {"sha": "a" * 40})()
-
-    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
-    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    fake_hub_dataset(monkeypatch, _jsonl(DATA / "openthoughts/default.jsonl"))
     artifact = importers.run(config.build(importers.ImportConfig, {"source": OT, "revision": "main", "limit": 2}))
     actual = (len(artifact.load_dataset()), artifact.content_sha256)
     assert actual == GOLDEN_HUB_IMPORT, _differs("Hub import (rows, content_sha256)", actual, GOLDEN_HUB_IMPORT)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from fixtures_models import run_cli
+from fixtures_models import fake_hub_dataset, run_cli
 
 from distill import artifacts, config
 from distill.errors import UserError
@@ -208,21 +208,7 @@ def test_local_copy_in_the_hub_layout_picks_the_config_folder(home, tmp_path):
 
 def test_hub_import_records_id_config_and_resolved_revision(home, monkeypatch):
     """The Hub path (unreachable here): load_dataset and the revision lookup are faked at the network edge."""
-    import datasets
-    import huggingface_hub
-
-    calls = {}
-
-    def fake_load_dataset(path, name=None, split=None, revision=None, **kwargs):
-        calls.update(path=path, name=name, split=split, revision=revision)
-        return datasets.Dataset.from_list(_jsonl(DATA / "openthoughts/default.jsonl"))
-
-    class FakeApi:
-        def dataset_info(self, repo_id, revision=None):
-            return type("Info", (), {"sha": "a" * 40})()
-
-    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
-    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    calls = fake_hub_dataset(monkeypatch, _jsonl(DATA / "openthoughts/default.jsonl"))
     artifact, rows = _import(source=OT, revision="main", limit=2)
     assert calls == {"path": OT, "name": "default", "split": "train", "revision": "main"}
     source = artifact.manifest["source"]

@@ -56,7 +56,7 @@ def run(cfg: TrainConfig):
 
 
 def _train(cfg: TrainConfig):
-    from distill.stages.train import data, launch, templates
+    from distill.stages.train import data, launch, prepare, templates
     from distill.stages.train import model as student
 
     name = artifacts.validate_name(cfg.output_name)
@@ -76,41 +76,50 @@ def _train(cfg: TrainConfig):
     default_system = _default_system(conversation_in, plan, tokenizer)
     prompt_template = cfg.prompt_template if cfg.prompt_template is not None else conversation_in.get(
         "prompt_template")
-    train_rows, eval_rows, mix = data.build_conversations(inputs, cfg, default_system, prompt_template,
-                                                          cfg.dataset_num_proc)
-    train_ds, train_stats = data.tokenize(train_rows, tokenizer, plan, cfg, cfg.dataset_num_proc)
-    if not len(train_ds):
-        raise UserError(f"no training example fits: {train_stats['rows']} rows, {train_stats.get('dropped_too_long')} "
-                        f"longer than max_length={cfg.max_length} (longest {train_stats['longest']} tokens); raise "
-                        "--max-length or pass --truncate")
-    eval_ds, eval_stats = (data.tokenize(eval_rows, tokenizer, plan, cfg, cfg.dataset_num_proc, "eval")
-                           if eval_rows is not None else (None, {}))
-    eval_ds = eval_ds if eval_ds is not None and len(eval_ds) else None
-    say(f"{train_stats['kept']} training examples ({train_stats['trained_tokens']} trained tokens), "
-         f"{len(eval_ds) if eval_ds else 0} eval; dropped {train_stats.get('dropped_too_long', 0)} longer than "
-         f"{cfg.max_length} tokens" + (f", truncated {train_stats['truncated']}" if cfg.truncate else ""))
+    prepared = prepare.prepare_data(cfg, inputs, tokenizer, plan, conversation_in, default_system, prompt_template)
+    if cfg.method == "on-policy":  # the vocabulary check comes before any weights load
+        prepared.teacher = prepare.resolve_teacher(cfg, tokenizer, cfg.model)
+        prepared.method["teacher"] = {k: v for k, v in prepared.teacher.items() if k != "artifact"}
+    padding_side = tokenizer.padding_side
+    if cfg.method in ("on-policy", "grpo"):
+        tokenizer.padding_side = "left"  # TRL's samplers left-pad prompts; restored before the tokenizer is saved
+        tokenizer.chat_template = plan.inference  # the student is prompted with the template it is trained with
 
     precision = student.resolve_precision(cfg.precision)
     accumulation = _accumulation(cfg, launch.world_size())
+    if cfg.method == "grpo":
+        from distill.stages.train import grpo
+
+        grpo.check_batch(cfg, launch.world_size(), accumulation)
     run_dir = _run_dir(name, cfg, inputs, plan, launch.world_size())
-    say(f"recipe {cfg.recipe}, overrides {json.dumps(overrides(cfg), default=str)}; {precision}, "
-         f"{launch.world_size()} process(es) x batch {cfg.per_device_train_batch_size} x accumulation {accumulation}")
+    say(f"method {cfg.method}; recipe {cfg.recipe}, overrides {json.dumps(overrides(cfg), default=str)}; "
+        f"{precision}, {launch.world_size()} process(es) x batch {cfg.per_device_train_batch_size} x accumulation "
+        f"{accumulation}")
     if os.environ.get("RANK", "0") == "0":
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "distill_config.json").write_text(json.dumps(to_dict(cfg), indent=2, default=str) + "\n")
-    trainer, callbacks = _make_trainer(cfg, name, student_path, tokenizer, special, precision, accumulation,
-                                       run_dir, train_ds, eval_ds)
-    say(_plan_line(cfg, len(train_ds), len(eval_ds) if eval_ds is not None else 0, launch.world_size(), accumulation))
-    metrics = _fit(cfg, trainer, callbacks[0], run_dir, eval_ds is not None)
+    common = prepare.common_args(cfg, f"{name}@{next_version(name)}", _report_to(cfg), precision, accumulation,
+                                 run_dir, launch.world_size())
+    trainer, callbacks = prepare.make_trainer(cfg, prepared, common, student_path, tokenizer, special, precision)
+    train_ds, eval_ds = prepared.train_ds, prepared.eval_ds
+    say(_plan_line(cfg, len(train_ds) * prepared.rows_per_step_divisor, len(eval_ds) if eval_ds is not None else 0,
+                   launch.world_size(), accumulation))
+    try:
+        metrics = _fit(cfg, trainer, callbacks[0], run_dir, eval_ds is not None)
+    finally:
+        if cfg.method == "grpo":
+            grpo.close_rewards(trainer)
+    tokenizer.padding_side = padding_side
     final_dir = run_dir / "final"
     trainer.save_model(str(final_dir))
     if not trainer.is_world_process_zero():
         return None
     artifact = commit(cfg, TrainingRun(
-        name=name, inputs=inputs, mix=mix, plan=plan, conversation_in=conversation_in, student_path=student_path,
+        name=name, inputs=inputs, mix=prepared.mix, plan=plan, conversation_in=conversation_in, student_path=student_path,
         student_artifact=student_artifact, tokenizer=tokenizer, special=special, precision=precision,
-        train_stats=train_stats, eval_stats=eval_stats, metrics=metrics, trainer=trainer, run_dir=run_dir,
-        final_dir=final_dir, train_rows=train_rows, prompt_template=prompt_template, accumulation=accumulation))
+        train_stats=prepared.train_stats, eval_stats=prepared.eval_stats, metrics=metrics, trainer=trainer,
+        run_dir=run_dir, final_dir=final_dir, train_rows=prepared.train_rows, prompt_template=prompt_template,
+        accumulation=accumulation, method=prepared.method, teacher=prepared.teacher))
     if not cfg.keep_run_dir:
         shutil.rmtree(run_dir, ignore_errors=True)
     say(f"wrote {artifact.ref} at {artifact.path}" + (f" (eval loss {metrics['eval_loss']:.4f})"
@@ -210,40 +219,3 @@ def _report_to(cfg: TrainConfig) -> list[str]:
     if cfg.report_to in (["auto"], []):
         return ["tensorboard"] if importlib.util.find_spec("tensorboard") else []
     return [t for t in cfg.report_to if t not in ("none", "auto")]
-
-
-def _make_trainer(cfg, name, student_path, tokenizer, special, precision, accumulation, run_dir, train_ds, eval_ds):
-    from trl import SFTConfig, SFTTrainer
-
-    from distill.stages.train import callbacks as cb
-    from distill.stages.train import launch
-    from distill.stages.train import model as student
-
-    eval_steps = cfg.eval_steps or cfg.save_steps
-    # The arguments come first: under `accelerate launch` with ZeRO-3 they register the DeepSpeed config, so
-    # that from_pretrained below partitions the weights across ranks instead of loading them whole on each.
-    args = SFTConfig(
-        output_dir=str(run_dir), run_name=f"{name}@{next_version(name)}", report_to=_report_to(cfg),
-        num_train_epochs=cfg.num_train_epochs, max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.lr_scheduler_type, warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay,
-        optim=cfg.optim, per_device_train_batch_size=cfg.per_device_train_batch_size,
-        per_device_eval_batch_size=cfg.per_device_eval_batch_size or cfg.per_device_train_batch_size,
-        gradient_accumulation_steps=accumulation, max_grad_norm=cfg.max_grad_norm,
-        bf16=precision == "bf16", fp16=precision == "fp16", gradient_checkpointing=cfg.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
-        use_liger_kernel=cfg.use_liger_kernel, seed=cfg.seed, data_seed=cfg.seed,
-        logging_steps=cfg.logging_steps, logging_first_step=True, save_strategy="steps", save_steps=cfg.save_steps,
-        save_total_limit=cfg.save_total_limit, eval_strategy="steps" if eval_ds is not None else "no",
-        eval_steps=eval_steps, max_length=cfg.max_length, packing=cfg.packing, packing_strategy="bfd",
-        dataset_num_proc=cfg.dataset_num_proc, include_num_input_tokens_seen="non_padding",
-        ddp_find_unused_parameters=False if launch.world_size() > 1 else None,
-        remove_unused_columns=True, disable_tqdm=False)
-    model = student.load_model(student_path, cfg, precision)
-    if special["pad_added"]:
-        model.resize_token_embeddings(len(tokenizer))
-    callbacks = [cb.PreemptionCallback(), cb.TrackerConfigCallback(to_dict(cfg)), cb.StepBudgetCallback()]
-    trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                         processing_class=tokenizer, peft_config=student.lora_config(cfg) if cfg.lora else None,
-                         callbacks=callbacks)
-    callbacks[1].handler = trainer.callback_handler
-    return trainer, callbacks

@@ -148,3 +148,35 @@ def plot_loss_curve(log_history: list[dict], path, title: str = "") -> bool:
     fig.savefig(path)
     plt.close(fig)
     return True
+
+
+def plot_reward_curve(log_history: list[dict], path, title: str = "") -> bool:
+    """GRPO: the total reward and each named reward (TRL logs `rewards/NAME/mean`) against the step."""
+    series: dict[str, list] = {}
+    for entry in log_history:
+        if "step" not in entry:
+            continue
+        for key, value in entry.items():
+            if isinstance(value, (int, float)) and (key == "reward" or (key.startswith("rewards/")
+                                                                        and key.endswith("/mean"))):
+                series.setdefault(key.removeprefix("rewards/").removesuffix("/mean"), []).append(
+                    (entry["step"], value))
+    if not series:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    for label, points in sorted(series.items()):
+        ax.plot(*zip(*points, strict=False), label=label, linewidth=2.2 if label == "reward" else 1.2)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("mean reward")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True

@@ -22,7 +22,7 @@ def find_teacher(artifact: artifacts.Artifact | None) -> str | None:
 
 def model_card(*, name: str, version: str, base_model: str, teachers: list[str], datasets: list[dict],
                cfg: dict, metrics: dict, conversation: dict, adapter: bool, merged: bool,
-               licenses: dict[str, str], stats: dict) -> str:
+               licenses: dict[str, str], stats: dict, method: dict | None = None) -> str:
     license_line = f"license: {next(iter(licenses.values()))}\n" if len(set(licenses.values())) == 1 else ""
     hub_datasets = [d["source"].get("id") for d in datasets if d.get("source", {}).get("type") == "hub"]
     front = (f"---\n{license_line}base_model: {base_model}\n" + "library_name: " + ("peft" if adapter else
@@ -34,7 +34,7 @@ def model_card(*, name: str, version: str, base_model: str, teachers: list[str],
         f"(weight {d.get('weight')}, {d.get('format')} rows, {d.get('train_rows')} used for training of {d.get('rows')}"
         + (f", sha256 `{d['source'].get('sha256', '')[:16]}`" if d.get("source", {}).get("sha256") else "") + ")"
         for d in datasets)
-    method = ("QLoRA (4-bit NF4 base)" if cfg.get("load_in_4bit") else "LoRA") if adapter else "full fine-tune"
+    weights = ("QLoRA (4-bit NF4 base)" if cfg.get("load_in_4bit") else "LoRA") if adapter else "full fine-tune"
     keys = ("recipe", "learning_rate", "num_train_epochs", "max_steps", "lr_scheduler_type", "warmup_ratio",
             "per_device_train_batch_size", "gradient_accumulation_steps", "max_length", "packing", "truncate",
             "precision", "lora_r", "lora_alpha", "seed")
@@ -58,11 +58,15 @@ def model_card(*, name: str, version: str, base_model: str, teachers: list[str],
               "out = model.generate(**inputs, max_new_tokens=4096)  # generation_config: temperature "
               f"{cfg.get('temperature')}, top_p {cfg.get('top_p')}\n"
               "print(tokenizer.decode(out[0][inputs['input_ids'].shape[1]:], skip_special_tokens=True))\n```\n")
+    how = _how(method or {"name": "sft"}, weights, teacher_text)
+    method_rows = "".join(f"| {k} | {json.dumps(v, default=str) if isinstance(v, (dict, list)) else v} |\n"
+                          for k, v in (method or {}).items() if k not in ("teacher_context",))
     return (
         front + f"# {name} {version}\n\n"
-        f"`{base_model}` distilled from {teacher_text}: supervised fine-tuning ({method}, TRL SFTTrainer) on the "
-        f"teacher's reasoning traces, made with `distill train`. The student answers "
+        f"`{base_model}` {how}, made with `distill train`. The student answers "
         "with `<think>\\n…\\n</think>\\n\\n` reasoning, then the answer.\n\n"
+        + (f"## Method\n| key | value |\n|---|---|\n{method_rows}\n" if method and method.get("name") != "sft" else "")
+        +
         f"## Data\n{data_lines}\n\nTokenized: {stats.get('kept')} training examples, "
         f"{stats.get('trained_tokens')} trained tokens (assistant turns only); dropped as longer than "
         f"{cfg.get('max_length')} tokens: {stats.get('dropped_too_long', 0)}"
@@ -78,3 +82,23 @@ def model_card(*, name: str, version: str, base_model: str, teachers: list[str],
         f"{cfg.get('temperature')}, top-p {cfg.get('top_p')}, no system prompt beyond the one above.\n\n{usage}\n"
         "## Licences\n" + ("\n".join(f"- {k}: {v}" for k, v in licenses.items()) or "- unknown") + "\n"
     )
+
+
+def _how(method: dict, weights: str, teacher_text: str) -> str:
+    """One sentence: how the student was trained."""
+    name = method.get("name")
+    if name == "on-policy":
+        context = method.get("teacher_context") or {}
+        extra = " given a context the student never sees (context distillation)" if (
+            context.get("system_prompt") or context.get("few_shot")) else ""
+        return (f"distilled on-policy from {teacher_text}{extra} ({weights}, TRL DistillationTrainer, generalized "
+                f"JSD beta {method.get('beta')}, lambda {method.get('lmbda')}): the student sampled, the teacher "
+                "scored every token")
+    if name == "logit":
+        return (f"distilled from {teacher_text}'s stored top-{method.get('top_k')} logprobs ({weights}): "
+                f"cross-entropy plus divergence (beta {method.get('beta')}, weight {method.get('kl_weight')})")
+    if name == "grpo":
+        return (f"trained with GRPO ({weights}, TRL GRPOTrainer) on verifiable rewards {method.get('rewards')}, "
+                f"{method.get('num_generations')} samples per prompt, loss {method.get('loss_type')}")
+    return (f"distilled from {teacher_text}: supervised fine-tuning ({weights}, TRL SFTTrainer) on the teacher's "
+            "reasoning traces")

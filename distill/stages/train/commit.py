@@ -47,6 +47,8 @@ class TrainingRun:
     train_rows: Any         # the training conversations (datasets.Dataset)
     prompt_template: str | None
     accumulation: int
+    method: dict            # the method and its settings (prepare.Prepared.method)
+    teacher: dict | None = None  # on-policy: the teacher's spec, resolved path, artifact, content hash
 
 
 def commit(cfg: TrainConfig, run: TrainingRun):
@@ -56,6 +58,8 @@ def commit(cfg: TrainConfig, run: TrainingRun):
     parents = [i.source.artifact for i in run.inputs if i.source.artifact is not None]
     if run.student_artifact is not None:
         parents.append(run.student_artifact)
+    if run.teacher and run.teacher.get("artifact") is not None and run.teacher["artifact"] not in parents:
+        parents.append(run.teacher["artifact"])  # the teacher is a lineage parent of an on-policy student
     licenses = {"student": models.BUNDLED_LICENSE} if models.is_bundled(cfg.model) else {}
     plan = run.plan
     conversation = Conversation(
@@ -65,6 +69,8 @@ def commit(cfg: TrainConfig, run: TrainingRun):
         extra={"source": plan.source, "family": plan.family, "end_of_turn": plan.end_of_turn,
                "loss_masks": plan.method}).to_record()
     teachers = sorted({t for t in (card.find_teacher(i.source.artifact) for i in run.inputs) if t})
+    if run.teacher:
+        teachers = [run.teacher["spec"]] + [t for t in teachers if t != run.teacher["spec"]]
     with artifacts.create(run.name, "checkpoint", config=to_dict(cfg), parents=parents, licenses=licenses) as writer:
         _write_model_files(cfg, run, writer)
         _record_manifest(cfg, run, writer, conversation, teachers)
@@ -72,7 +78,7 @@ def commit(cfg: TrainConfig, run: TrainingRun):
             name=run.name, version=next_version(run.name), base_model=_card_base_model(cfg.model, run.student_path),
             teachers=teachers, datasets=run.mix["datasets"], cfg=to_dict(cfg), metrics=run.metrics,
             conversation=conversation, adapter=bool(cfg.lora), merged=bool(cfg.merge),
-            licenses=_licenses(parents, licenses), stats=run.train_stats))
+            licenses=_licenses(parents, licenses), stats=run.train_stats, method=run.method))
     return artifacts.resolve(str(writer.path))
 
 
@@ -97,6 +103,9 @@ def _write_model_files(cfg: TrainConfig, run: TrainingRun, writer) -> None:
         student.fix_model_config(target, tokenizer)
     run.trainer.state.save_to_json(str(writer.path / "trainer_state.json"))
     cb.plot_loss_curve(run.trainer.state.log_history, writer.path / "loss_curve.png", f"{run.name} ({cfg.model})")
+    if cfg.method == "grpo":
+        cb.plot_reward_curve(run.trainer.state.log_history, writer.path / "reward_curve.png",
+                             f"{run.name}: GRPO rewards")
     if (run.run_dir / "runs").is_dir():
         shutil.copytree(run.run_dir / "runs", writer.path / "tensorboard")
     (writer.path / "metrics.json").write_text(json.dumps(run.metrics, indent=2) + "\n")
@@ -110,6 +119,7 @@ def _record_manifest(cfg: TrainConfig, run: TrainingRun, writer, conversation: d
     writer.stats.update(train=run.train_stats, eval=run.eval_stats, mixture=run.mix, metrics=metrics)
     writer.extra.update(
         conversation=conversation, base_model=run.student_path, teacher=teachers[0] if teachers else None,
+        method=run.method,
         student={"spec": cfg.model, "resolved": run.student_path, "revision": cfg.model_revision,
                  "ref": run.student_artifact.ref if run.student_artifact else None},
         datasets=[{**d, "sha256": d["source"].get("sha256")} for d in run.mix["datasets"]],
@@ -146,6 +156,8 @@ def _licenses(parents, own: dict) -> dict:
 
 def _system_prompt_used(train_rows) -> str | None:
     """The system prompt most training conversations carry (None when most carry none)."""
+    if train_rows is None:
+        return None
     sample = train_rows.select(range(min(len(train_rows), 1000)))["messages"]
     counts = Counter(m[0]["content"] if m and m[0]["role"] == "system" else None for m in sample)
     return counts.most_common(1)[0][0] if counts else None

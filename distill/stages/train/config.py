@@ -113,6 +113,49 @@ class TrainConfig:
     push_to_hub: Optional[str] = option(None, help="Also upload the checkpoint to this Hub repo.")
     recipe: Optional[str] = option(None, help="Recipe the defaults came from (set by --recipe).", cli=False)
 
+    # ------------------------------------------------------------------ method (see distill/stages/train/methods.py)
+    method: str = option("sft", help="sft: imitate teacher traces (TRL SFTTrainer). on-policy: the student samples, "
+                         "the teacher scores every token (TRL DistillationTrainer). logit: cross-entropy plus KL to the "
+                         "teacher's top-K logprobs stored by `distill generate --logprobs K` (no teacher at training "
+                         "time). grpo: RL with the grader's rewards (TRL GRPOTrainer).")
+    teacher: Optional[str] = option(None, help="on-policy: the teacher, any model ref like --model (it must share the "
+                                    "student's vocabulary).")
+    teacher_revision: Optional[str] = option(None, help="on-policy: Hub revision of the teacher.")
+    teacher_system_prompt: Optional[str] = option(None, help="on-policy: a system prompt only the teacher sees "
+                                                  "(context distillation).")
+    teacher_few_shot: Optional[str] = option(None, help="on-policy: JSON/YAML file of {role, content} messages put "
+                                             "before each problem for the teacher only (context distillation: the "
+                                             "student learns to do zero-shot what the teacher does with examples).")
+    beta: Optional[float] = option(None, help="on-policy / logit: the divergence, 0 = forward KL ... 1 = reverse KL, "
+                                   "0.5 = JSD (default: 1 on-policy, as on-policy distillation recipes; 0 logit). "
+                                   "grpo: KL coefficient to the reference model (default 0: no reference loaded).")
+    lmbda: float = option(1.0, help="on-policy: share of batches the student samples itself; the others train on "
+                          "the dataset's teacher completions (GKD's lambda; 1 = fully on-policy, best for a shared "
+                          "tokenizer in HF's GOLD study).")
+    logit_kl_weight: float = option(0.5, help="logit: loss = (1 - w) * cross-entropy on the sampled tokens + w * KL "
+                                    "to the stored top-K (with a tail bucket).")
+    max_completion_length: int = option(1024, help="on-policy / grpo: tokens sampled per completion.")
+    rollout_temperature: float = option(1.0, help="on-policy / grpo: sampling temperature of the student's "
+                                        "completions (on-policy also scores with it).")
+    rollout_engine: str = option("auto", help="on-policy / grpo: who samples: auto (vLLM colocated on a GPU when "
+                                 "vLLM is installed, else transformers), transformers, vllm, vllm-server.")
+    num_generations: int = option(8, help="grpo: completions per prompt (G); rewards are normalised in the group.")
+    reward: list[str] = option(["accuracy:1.0", "format:0.2"], help="grpo: NAME[:WEIGHT], repeatable: accuracy "
+                               "(the filter's grader: math, multiple choice, code), format, tag_count, language, "
+                               "length (DAPO's soft overlong penalty).")
+    epsilon: float = option(0.2, help="grpo: lower clipping range of the probability ratio.")
+    epsilon_high: Optional[float] = option(0.28, help="grpo: upper clipping range (DAPO's clip-higher 0.28; "
+                                           "none = epsilon).")
+    loss_type: str = option("dapo", help="grpo: TRL's loss aggregation: grpo, dr_grpo, dapo, bnpo.")
+    scale_rewards: str = option("group", help="grpo: group (divide by the group's std, as GRPO), batch, none "
+                                "(Dr. GRPO).")
+    answer_column: str = option("answer", help="grpo: column with the reference answer (or `solution`).")
+    domain_column: str = option("domain", help="grpo: column naming each row's domain (math, multiple_choice, code); "
+                                "rows without it are math.")
+    pass_rate_range: Optional[str] = option(None, help="grpo: LO,HI keeps prompts whose measured pass rate (the "
+                                            "filter's per-prompt statistics in the traces) lies in [LO, HI]: groups "
+                                            "that are all right or all wrong teach nothing.")
+
     def validate(self) -> None:
         if self.load_in_4bit:
             self.lora = True  # QLoRA trains adapters on the frozen 4-bit base
@@ -135,6 +178,9 @@ class TrainConfig:
         if self.global_batch_size is not None and self.global_batch_size < 1:
             raise UserError("global_batch_size must be at least 1")
         self._validate_numbers()
+        from distill.stages.train import methods
+
+        methods.validate(self)
         unknown = [t for t in self.report_to if t not in TRACKERS]
         if unknown:
             raise UserError(f"unknown tracker {unknown[0]!r} in report_to: use {', '.join(TRACKERS)}")

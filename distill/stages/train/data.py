@@ -71,7 +71,7 @@ def load_inputs(specs: list[str], split: str | None, cfg) -> list[Input]:
         ref, weight = parse_spec(text)
         data, source = sources.load_input(ref, split=split)
         item = Input(text, weight, data, source, find_conversation(source.artifact))
-        item.fmt = detect_format(data, cfg, ref)
+        item.fmt = detect_format(data, cfg, ref) if getattr(cfg, "method", "sft") == "sft" else ""
         inputs.append(item)
     return inputs
 

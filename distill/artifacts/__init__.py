@@ -9,7 +9,8 @@ An artifact is ``HOME/<kind dir>/NAME/vNNNN/`` holding a payload and ``manifest.
 ``HOME`` is ``--home`` / ``$DISTILL_HOME``, else ``./artifacts``. References are ``NAME``,
 ``NAME@latest``, ``NAME@v3`` / ``NAME@v0003``, or a path to a version directory. A name belongs
 to one kind only. Writes are atomic: a version is built in a hidden temp dir beside its final
-place and renamed into place, so an interrupted write leaves no visible version.
+place and renamed into place, so an interrupted write leaves no visible version. Inputs are verified against
+their manifests before use and secrets are redacted from manifests: ``integrity.py``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from distill.artifacts.integrity import IntegrityError as IntegrityError  # re-exported
+from distill.artifacts.integrity import redact as redact  # re-exported
 from distill.errors import UserError
 
 KIND_DIRS = {
@@ -45,9 +48,6 @@ PARTIAL_PREFIX = ".partial-"  # distill generate: samples of a run not finished 
 RUNS_DIR = ".runs"  # distill train: resumable trainer checkpoints, one folder per run hash
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _VERSION_RE = re.compile(r"^v(\d{4,})$")
-_SECRET_KEY_RE = re.compile(r"(api[_-]?key|token|secret|password|passwd|authorization)$", re.I)
-# Config keys that name an env var holding a secret are fine: only the value would be secret.
-_SECRET_KEY_ALLOWED = re.compile(r"_env$|_env_var$|_column$", re.I)
 
 
 def home(explicit: str | os.PathLike | None = None) -> Path:
@@ -77,6 +77,7 @@ class Artifact:
 
     path: Path
     manifest: dict[str, Any]
+    verified: bool = field(default=False, repr=False, compare=False)  # checked against its manifest (integrity)
 
     @property
     def name(self) -> str:
@@ -107,8 +108,10 @@ class Artifact:
         return self.manifest.get("content_sha256", "")
 
     def load_dataset(self, split: str | None = None):
-        """The payload dataset (a ``DatasetDict``, or one split of it)."""
+        """The payload dataset (a ``DatasetDict``, or one split of it), verified against the manifest."""
         import datasets
+
+        from distill.artifacts import integrity
 
         try:
             data = datasets.load_from_disk(str(self.dataset_path))
@@ -117,6 +120,7 @@ class Artifact:
                 f"artifact {self.ref} has an unreadable dataset at {self.dataset_path} "
                 f"({type(exc).__name__}): re-create it with the stage that wrote it"
             ) from None
+        integrity.require_intact(self, loaded=data)
         if split is None:
             return data
         if isinstance(data, datasets.DatasetDict):
@@ -156,14 +160,27 @@ def list_versions(name_dir: Path) -> list[Path]:
 def looks_like_reference(text: str, root: Path | None = None) -> bool:
     """Whether ``text`` names an existing artifact (used to tell refs from files / Hub ids)."""
     try:
-        resolve(text, root=root)
+        resolve(text, root=root, verify=False)
         return True
     except UserError:
         return False
 
 
-def resolve(ref: str, root: Path | None = None, kind: str | None = None) -> Artifact:
-    """Resolve ``NAME``, ``NAME@latest``, ``NAME@vN`` or a version directory path."""
+def resolve(ref: str, root: Path | None = None, kind: str | None = None, verify: bool | None = None) -> Artifact:
+    """Resolve ``NAME``, ``NAME@latest``, ``NAME@vN`` or a version directory path.
+
+    ``verify``: check it against its manifest (``integrity.require_intact``; one-line error if it differs).
+    Default: when ``kind`` is given, i.e. a stage resolves an input it will use (a checkpoint to load, evals to
+    compare); a dataset is verified by ``load_dataset`` anyway; lineage walks and browsing do not hash."""
+    artifact = _resolve(ref, root, kind)
+    if verify or (verify is None and kind is not None):
+        from distill.artifacts import integrity
+
+        integrity.require_intact(artifact)
+    return artifact
+
+
+def _resolve(ref: str, root: Path | None, kind: str | tuple[str, ...] | None) -> Artifact:
     root = root or home()
     ref = str(ref).strip()
     candidate = Path(ref).expanduser()
@@ -287,33 +304,13 @@ def payload_sha256(version_dir: Path) -> str:
 
 
 def verify(artifact: Artifact) -> tuple[bool, str]:
-    """Recompute the content hash; returns (ok, message)."""
-    expected = artifact.content_sha256
-    try:
-        actual = payload_sha256(artifact.path)
-    except Exception as exc:  # noqa: BLE001 - a damaged payload can fail in many ways
-        return False, f"payload unreadable ({type(exc).__name__}: {str(exc)[:120]})"
-    if actual == expected:
-        return True, "content hash verified"
-    return False, f"content hash MISMATCH: manifest {expected[:16]}…, payload {actual[:16]}…"
+    """Recompute the content hash (and the manifest's and other files' hashes); returns (ok, message)."""
+    from distill.artifacts import integrity
+
+    return integrity.verify(artifact)
 
 
 # ---------------------------------------------------------------------------- writing
-
-
-def redact(config: Any) -> Any:
-    """Drop secret values from a config before it goes into a manifest."""
-    if isinstance(config, dict):
-        out = {}
-        for key, value in config.items():
-            if _SECRET_KEY_RE.search(str(key)) and not _SECRET_KEY_ALLOWED.search(str(key)) and value:
-                out[key] = "<redacted>"
-            else:
-                out[key] = redact(value)
-        return out
-    if isinstance(config, (list, tuple)):
-        return [redact(v) for v in config]
-    return config
 
 
 @dataclass
@@ -397,7 +394,10 @@ def create(name: str, kind: str, config: dict[str, Any] | None = None, parents: 
 
 
 def _commit(writer: ArtifactWriter, name_dir: Path, licenses: dict[str, str]) -> Path:
+    from distill.artifacts import integrity
     from distill.environment import environment_info, git_commit, package_version
+
+    content_sha256, other_files, hashes = integrity.hash_version(writer.path)
 
     manifest: dict[str, Any] = {
         "name": writer.name,
@@ -412,13 +412,15 @@ def _commit(writer: ArtifactWriter, name_dir: Path, licenses: dict[str, str]) ->
         "stats": writer.stats,
         "licenses": _inherit_licenses(writer.parents, licenses),
         "environment": environment_info(),
-        "content_sha256": payload_sha256(writer.path),
+        "content_sha256": content_sha256,
     }
     manifest.update(writer.extra)
+    manifest = integrity.prepare_manifest(manifest, other_files)  # redacted; + other files, inputs_verified
     while True:  # concurrent writers: the first rename into a free number wins
         versions = list_versions(name_dir)
         number = int(versions[-1].name[1:]) + 1 if versions else 1
         manifest["version"] = format_version(number)
+        integrity.seal(manifest)  # manifest_sha256, over every other field (the version included)
         (writer.path / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
         os.chmod(writer.path, 0o755)  # mkdtemp makes it 0700
         try:
@@ -428,6 +430,7 @@ def _commit(writer: ArtifactWriter, name_dir: Path, licenses: dict[str, str]) ->
                 continue
             raise
         writer.path = name_dir / manifest["version"]
+        integrity.remember(writer.path, hashes)
         return writer.path
 
 
@@ -455,7 +458,7 @@ def lineage(artifact: Artifact, root: Path | None = None, _depth: int = 0, _seen
     seen.add(artifact.ref)
     for parent in artifact.manifest.get("parents") or []:
         try:
-            parent_artifact = resolve(parent["ref"], root=root)
+            parent_artifact = resolve(parent["ref"], root=root, verify=False)
         except UserError:
             lines.append("  " * (_depth + 1) + f"└─ {parent['ref']}  (missing)")
             continue
@@ -481,7 +484,7 @@ def nearest_in_lineage(artifact: Artifact | None, pick, max_depth: int = 8) -> t
                 return value, current.ref
             for parent in current.manifest.get("parents") or []:
                 try:
-                    next_frontier.append(resolve(parent["ref"]))
+                    next_frontier.append(resolve(parent["ref"], verify=False))
                 except UserError:
                     continue
         frontier = next_frontier

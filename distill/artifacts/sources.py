@@ -5,7 +5,8 @@
     data, source = load_input("openai/gsm8k", split="test", config="main")   # Hub id
 
 ``source.info`` is what a manifest records about where the rows came from (ref / path + content
-hash / Hub id + revision); ``source.artifact`` becomes the new artifact's parent.
+hash / Hub id + revision); ``source.artifact`` becomes the new artifact's parent. An artifact's rows are
+checked against its manifest before they are returned (``Artifact.load_dataset``, see integrity.py).
 """
 
 from __future__ import annotations

@@ -10,7 +10,10 @@
     distill lineage REF                 the chain of artifacts that made REF
     distill models materialize          the bundled SmolLM2-135M as a Hugging Face directory
 
-Errors the user can fix (``distill.errors.UserError``) become one ``error:`` line and exit 2.
+Errors the user can fix (``distill.errors.UserError``) become one ``error:`` line and exit 2, with secrets
+redacted (keys a server echoed, credentials in URLs: ``distill.artifacts.integrity.redact_text``).
+``distill --no-verify COMMAND`` uses input artifacts that no longer match their manifests (recorded in the
+new manifest as ``inputs_verified: false``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Optional
 import typer
 
 from distill import log
+from distill.artifacts import integrity
 from distill.cli import artifacts as artifacts_cli
 from distill.cli import eval as eval_cli
 from distill.cli import filter as filter_cli
@@ -55,10 +59,15 @@ def _root(
     home: Optional[str] = typer.Option(None, "--home", help="Artifact root (default $DISTILL_HOME or ./artifacts)."),
     verbose: bool = typer.Option(False, "--verbose", help="Show third-party output too (vLLM's start-up log, which "
                                  "otherwise goes to a file under ~/.cache/distill/logs/)."),
+    no_verify: bool = typer.Option(False, "--no-verify", help="Use input artifacts even when their files or "
+                                   "manifest no longer match the manifest's hashes (the new artifact's manifest "
+                                   "records inputs_verified: false)."),
 ) -> None:
     """Distill a reasoning teacher into a small student, reproducibly."""
     if home:
         os.environ["DISTILL_HOME"] = home
+    if no_verify:  # an environment variable: subprocesses (accelerate, shards) inherit it
+        os.environ[integrity.NO_VERIFY_ENV] = "1"
     if verbose:
         os.environ["DISTILL_VERBOSE"] = "1"
 
@@ -85,14 +94,14 @@ def main(argv: list[str] | None = None) -> None:
         # not standalone: click would print its three-line usage block for a bad flag; we print one line
         code = app(args=argv, prog_name="distill", standalone_mode=False)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {integrity.redact_text(str(exc))}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except NoArgsIsHelpError as exc:
         exc.show()  # the help text, as click prints it
         sys.exit(exc.exit_code)
     except UsageError as exc:
         where = exc.ctx.command_path if exc.ctx is not None else "distill"
-        print(f"error: {exc.format_message()} (see `{where} --help`)", file=sys.stderr)
+        print(f"error: {integrity.redact_text(exc.format_message())} (see `{where} --help`)", file=sys.stderr)
         sys.exit(2)
     except (KeyboardInterrupt, typer.Abort):
         print("interrupted", file=sys.stderr)

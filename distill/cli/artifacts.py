@@ -47,19 +47,23 @@ def list_command(kind: Optional[str] = typer.Option(None, help="Only this kind (
 
 @artifacts_app.command("show")
 def show_command(ref: str = typer.Argument(..., help="NAME, NAME@latest, NAME@v3 or a path."),
-                 no_verify: bool = typer.Option(False, "--no-verify", help="Skip recomputing the content hash."),
+                 no_verify: bool = typer.Option(False, "--no-verify", help="Skip recomputing the hashes (content, "
+                                                "other files, manifest fields)."),
                  summary: bool = typer.Option(False, "--summary", help="A short summary (rows per split, parents, "
                                               "key config, funnel / training / pass@1) instead of the manifest.")
                  ) -> None:
-    """Print an artifact's manifest (or, with --summary, a short summary) and verify its content hash
-    (exit 1 on mismatch)."""
-    artifact = artifacts.resolve(ref)
+    """Print an artifact's manifest (or, with --summary, a short summary) and verify its hashes: content,
+    other files, manifest fields (exit 1 on mismatch)."""
+    from distill.artifacts import integrity
+
+    artifact = artifacts.resolve(ref, verify=False)  # shown even when damaged: the check below says how
     if summary:
         _print_summary(artifact)
     else:
         typer.echo(f"# {artifact.ref}  ({artifact.kind})  {artifact.path}")
-        typer.echo(json.dumps(artifact.manifest, indent=2))
-    if not no_verify:
+        # manifests written before URL / token redaction may hold secrets: never print them
+        typer.echo(json.dumps(integrity.redact_strings(artifact.manifest), indent=2))
+    if not no_verify and integrity.enabled():
         ok, message = artifacts.verify(artifact)
         typer.echo(("ok: " if ok else "error: ") + message, err=not ok)
         if not ok:

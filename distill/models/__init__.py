@@ -44,6 +44,8 @@ def checkpoint_of(spec: str | None):
 
     try:
         return artifacts.resolve(spec, kind="checkpoint")
+    except artifacts.IntegrityError:  # a tampered checkpoint is named as such, never "not found"
+        raise
     except UserError:
         if "@" in spec:
             raise

@@ -3,9 +3,10 @@
 Each run is one child process tree (``Sandbox.run``) inside new mount, network, pid, ipc and uts namespaces, made
 with bubblewrap (``bwrap``, Debian package ``bubblewrap``) or, without it, util-linux ``unshare``:
 
-* the whole file system is read-only except the run's own temporary directory, seen as ``/tmp`` (also ``$HOME``
-  and the working directory); directories that other users cannot enter (``$HOME``, ``/root``) are hidden behind
-  empty read-only mounts, except the Python installation itself;
+* an empty root: only the Python installation and the shared libraries it loads are shown, read-only, at their
+  host paths (``sandbox_backends``); a size-capped tmpfs ``/tmp`` (``disk_mb``) is the working directory and
+  ``$HOME``; a minimal ``/dev``, the run's own ``/proc`` and its files under ``/sandbox`` (read-only). No other
+  host path exists inside, so neither the data being graded nor a host unix socket can be reached;
 * a new network namespace with nothing but its own loopback: the host's 127.0.0.1, DNS and the rest are gone;
 * the program runs as an unprivileged user (uid 65534) in a user namespace of its own, with no capabilities and
   ``no_new_privs``. When this process is root, the in-sandbox runner drops to the real uid 65534 first, so
@@ -14,17 +15,21 @@ with bubblewrap (``bwrap``, Debian package ``bubblewrap``) or, without it, util-
   processes, file size and core dumps, plus a watchdog here that polls the tree's total RSS and process count,
   enforces the per-test and total wall-clock limits, reads stdout/stderr incrementally and kills the tree once
   the output passes ``max_output_bytes``;
-* the pid namespace dies with its first process, so grandchildren (daemons included) never outlive a run.
+* the run dies with its grader: the runner (``sandbox_runner``) holds the read end of a pipe only this process
+  writes to and kills the whole pid namespace when it reads end-of-file, which happens however this process
+  ends (``kill -9`` included); the pid namespace dies with its first process, so daemons never outlive a run.
+  Files and stdin travel as memfds: no run leaves a file on the host.
 
 ``sandbox_available()`` probes this once per process. Without working namespaces nothing runs, unless
-``unsafe_code_exec`` is set: then programs run as plain child processes with only rlimits and the watchdog
-(no isolation, loud warning on stderr).
+``unsafe_code_exec`` is set: then programs run as plain child processes in a host temporary directory with only
+rlimits and the watchdog (no isolation, loud warning on stderr); such directories orphaned by a killed grader are
+removed by the next grader's first run (they are named by pid).
 """
 
 from __future__ import annotations
 
-import json
 import os
+import re
 import selectors
 import shutil
 import signal
@@ -37,12 +42,15 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from distill.errors import UserError
+from distill.verify.sandbox_backends import NOBODY, SANDBOX_DIR, Backend, memfd
 
-NOBODY = 65534
-SANDBOX_DIR = "/tmp/.sandbox"  # where the run's read-only files (runner, program, tests) appear inside
+__all__ = ["NOBODY", "SANDBOX_DIR", "RunResult", "Sandbox", "SandboxConfig", "SandboxUnavailable", "get_backend",
+           "sandbox_available"]
+
 _MAX_FILE_BYTES = 256 << 20
 _STDERR_KEEP = 32 << 10
 _PAGE = os.sysconf("SC_PAGE_SIZE")
+_HOST_DIR_PREFIX = "distill-sandbox-"  # unsafe mode only: f"{prefix}{grader pid}-{random}"
 
 
 @dataclass
@@ -68,6 +76,9 @@ class SandboxConfig:
     float_rel_tol: float = field(default=1e-6, metadata={"help": "Relative tolerance when comparing floats."})
     float_abs_tol: float = field(default=1e-6, metadata={"help": "Absolute tolerance when comparing floats."})
     backend: str = field(default="auto", metadata={"help": "Isolation: auto, bwrap or unshare."})
+    disk_mb: int = field(default=256, metadata={
+        "help": "Size in MiB of the program's writable /tmp (a tmpfs inside the sandbox, also its working "
+                "directory): all files one test writes together."})
 
 
 class SandboxUnavailable(UserError):
@@ -87,168 +98,24 @@ class RunResult:
         return self.returncode == 125 and b"sandbox-setup-failed" in self.stderr
 
 
-# The first Python code that runs inside the sandbox (trusted): mounts (unshare backend), privilege drop,
-# a fresh user namespace, rlimits, then exec of the program. As pid 1 (unshare) it also reaps orphans.
-_RUNNER = r'''
-import ctypes, json, os, resource, sys
-S = json.loads(sys.argv[1])
-libc = ctypes.CDLL(None, use_errno=True)
-libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
-def fail(msg):
-    os.write(2, ("sandbox-setup-failed: %s\n" % msg).encode()); os._exit(125)
-enc = lambda s: None if s is None else s.encode()  # noqa: E731
-def mount(src, dst, fstype, flags, data=None):
-    if libc.mount(enc(src), enc(dst), enc(fstype), flags, enc(data)) != 0:
-        fail("mount %s: %s" % (dst, os.strerror(ctypes.get_errno())))
-FLAGS = {"ro": 1, "nosuid": 2, "nodev": 4, "noexec": 8, "noatime": 1024, "nodiratime": 2048, "relatime": 1 << 21}
-if "setup" in S:
-    if os.stat("/proc/self/ns/mnt").st_ino == S["host_mnt_ns"]:
-        fail("not in a new mount namespace")
-    mount(None, "/", None, (1 << 14) | (1 << 18))  # MS_REC | MS_PRIVATE
-    fds = {op[1]: os.open(op[1], os.O_PATH) for op in S["setup"] if op[0] == "bind"}
-    for op in S["setup"]:
-        if op[0] == "tmpfs":
-            mount("tmpfs", op[1], "tmpfs", 2 | 4, "size=1m,mode=755")
-        else:
-            os.makedirs(op[2], mode=0o755, exist_ok=True)
-            mount("/proc/self/fd/%d" % fds[op[1]], op[2], None, 4096 | (1 << 14))  # MS_BIND | MS_REC
-    for line in open("/proc/self/mountinfo").read().splitlines():
-        f = line.split()
-        point, opts = f[4].encode().decode("unicode_escape"), f[5].split(",")
-        if point == "/tmp" or point == "/proc" or point.startswith("/proc/") or "ro" in opts:
-            continue
-        flags = 32 | 4096 | 1 | sum(FLAGS.get(o, 0) for o in opts)  # MS_REMOUNT | MS_BIND | MS_RDONLY
-        if libc.mount(None, enc(point), None, flags, None) != 0 and ctypes.get_errno() != 2:
-            fail("read-only remount of %s: %s" % (point, os.strerror(ctypes.get_errno())))
-    os.chdir("/tmp")
-if not S.get("unsafe"):
-    if os.getuid() == 0 and open("/proc/self/uid_map").read().split() == ["0", "0", "4294967295"]:
-        os.setgroups([]); os.setresgid(65534, 65534, 65534); os.setresuid(65534, 65534, 65534)
-        libc.prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE, so this process may write its own uid_map
-    uid, gid = os.getuid(), os.getgid()
-    if libc.unshare(0x10000000) == 0:  # CLONE_NEWUSER: fresh process accounting, no capabilities anywhere
-        for name, text in (("setgroups", "deny"), ("uid_map", "65534 %d 1" % uid), ("gid_map", "65534 %d 1" % gid)):
-            with open("/proc/self/" + name, "w") as fh:
-                fh.write(text)
-        libc.prctl(4, 0, 0, 0, 0)  # not dumpable again: the program (same uid) cannot ptrace this process
-    elif uid == 0:
-        fail("cannot leave uid 0: %s" % os.strerror(ctypes.get_errno()))
-    if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
-        fail("no_new_privs refused")
-def limits():
-    mem, cpu = S["memory_bytes"], S["cpu_s"]
-    for res, val in ((resource.RLIMIT_AS, (mem, mem)), (resource.RLIMIT_CPU, (cpu, cpu + 1)),
-                     (resource.RLIMIT_FSIZE, (S["fsize"], S["fsize"])), (resource.RLIMIT_CORE, (0, 0))):
-        resource.setrlimit(res, val)
-    if not S.get("unsafe"):
-        resource.setrlimit(resource.RLIMIT_NPROC, (S["nproc"], S["nproc"]))
-def run():
-    limits()
-    try:
-        os.execv(S["argv"][0], S["argv"])
-    except OSError as exc:
-        fail("exec %s: %s" % (S["argv"][0], exc))
-if os.getpid() != 1 or (child := os.fork()) == 0:
-    run()
-while True:  # pid 1: reap orphans until the program exits, then exit with its status (killing the rest)
-    pid, status = os.wait()
-    if pid == child:
-        code = os.waitstatus_to_exitcode(status)
-        os._exit(code if code >= 0 else 128 - code)
-'''
-
-_PROBE = ("import os, socket\nnames = sorted(n for _, n in socket.if_nameindex())\n"
-          "ok = names in ([], ['lo']) and not os.access('/usr', os.W_OK) and os.getuid() == 65534\n"
+_PROBE = ("import os, socket, sys\nnames = sorted(n for _, n in socket.if_nameindex())\n"
+          "ok = (names in ([], ['lo']) and not os.access('/', os.W_OK) and os.access('/tmp', os.W_OK)\n"
+          "      and os.getuid() == 65534 and not os.path.exists(sys.argv[1]))\n"
           "print('sandbox-ok' if ok else 'sandbox-bad %s uid=%d' % (names, os.getuid()))\n")
+# A host path that must not be visible inside (any path outside the layout would do).
+_PROBE_CANARY = next((p for p in ("/etc/passwd", "/etc/hostname", "/etc/os-release", "/var", "/home")
+                      if os.path.exists(p)), "/nonexistent")
 
 _ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
         "PYTHONIOENCODING": "utf-8", "PYTHONDONTWRITEBYTECODE": "1", "OPENBLAS_NUM_THREADS": "1",
         "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMEXPR_NUM_THREADS": "1", "VECLIB_MAXIMUM_THREADS": "1"}
 
-
-def _needed_paths() -> list[str]:
-    """Where the interpreter, its standard library and the venv's packages live (must stay visible)."""
-    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
-             os.path.dirname(sys.executable), os.path.dirname(os.path.realpath(sys.executable))}
-    real = sorted({os.path.realpath(p) for p in paths if p} | {p for p in paths if p and os.path.isdir(p)})
-    return [p for p in real if os.path.isdir(p)]
-
-
-def _visibility_ops() -> list[tuple[str, ...]]:
-    """Mount plan hiding $HOME and every directory others may not enter, then re-exposing Python (read-only)."""
-    needed = _needed_paths()
-    masks: set[str] = set()
-    home = os.path.realpath(os.path.expanduser("~"))
-    if os.path.isdir(home) and home not in ("/", "/tmp") and not "/tmp".startswith(home + "/"):
-        masks.add(home)
-    for path in needed:
-        parts = path.strip("/").split("/")
-        for i in range(1, len(parts)):
-            ancestor = "/" + "/".join(parts[:i])
-            try:
-                if not os.stat(ancestor).st_mode & 0o001 and ancestor != "/tmp":
-                    masks.add(ancestor)
-            except OSError:
-                pass
-    top = sorted(m for m in masks if not any(m.startswith(o + "/") for o in masks))
-    ops: list[tuple[str, ...]] = [("tmpfs", m) for m in top]
-    exposed: list[str] = []
-    for path in needed:
-        hidden = any(path.startswith(m + "/") or path == m for m in top) or path == "/tmp" or path.startswith("/tmp/")
-        if hidden and not any(path.startswith(e + "/") or path == e for e in exposed):
-            exposed.append(path)
-    ops += [("bind", p, p) for p in exposed if not p.startswith("/tmp/")]
-    ops.append(("work", "/tmp"))  # placeholder: the run's directory
-    ops += [("bind", p, p) for p in exposed if p.startswith("/tmp/")]
-    return ops
-
-
-class _Backend:
-    def __init__(self, name: str, exe: str | None):
-        self.name, self.exe = name, exe
-        self.ops = _visibility_ops() if exe else []
-        help_text = subprocess.run([exe, "--help"], capture_output=True, text=True).stdout if name == "bwrap" else ""
-        self.bwrap_size = "--size" in help_text
-
-    def argv(self, root: str, spec: dict) -> list[str]:
-        inner = root + "/ro/runner.py" if self.name != "bwrap" else SANDBOX_DIR + "/runner.py"
-        cmd = [sys.executable, "-I", "-S", inner]
-        if self.name == "unsafe":
-            return cmd + [json.dumps(spec)]
-        ops = [("bind", root + "/work", "/tmp") if op[0] == "work" else op for op in self.ops]
-        ops.insert(ops.index(("bind", root + "/work", "/tmp")) + 1, ("bind", root + "/ro", SANDBOX_DIR))
-        if self.name == "unshare":
-            spec = dict(spec, setup=ops, host_mnt_ns=os.stat("/proc/self/ns/mnt").st_ino)
-            user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
-            return [self.exe, *user, "--mount", "--net", "--pid", "--ipc", "--uts", "--fork", "--kill-child",
-                    "--mount-proc", "--", *cmd, json.dumps(spec)]
-        args = [self.exe, "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-                "--die-with-parent", "--new-session", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-        if os.geteuid() != 0:
-            args += ["--unshare-user", "--uid", str(NOBODY), "--gid", str(NOBODY)]
-        masks, made = [op[1] for op in ops if op[0] == "tmpfs"], set()
-        for op in ops:
-            if op[0] == "tmpfs":
-                args += (["--size", str(1 << 20)] if self.bwrap_size else []) + ["--tmpfs", op[1]]
-                continue
-            parts = op[2].split("/")
-            for i in range(2, len(parts)):  # bwrap would create missing parents as 0700: make them 0755
-                parent = "/".join(parts[:i])
-                if parent not in made and any(parent.startswith(m + "/") for m in masks):
-                    made.add(parent)
-                    args += ["--dir", parent]
-            args += ["--bind" if op[2] == "/tmp" else "--ro-bind", op[1], op[2]]
-        args += [arg for mask in masks for arg in ("--remount-ro", mask)] + ["--chdir", "/tmp", "--clearenv"]
-        args += [arg for item in dict(_ENV, HOME="/tmp", TMPDIR="/tmp").items() for arg in ("--setenv", *item)]
-        return args + ["--", *cmd, json.dumps(spec)]
-
-
 _lock = threading.Lock()
-_probed: dict[str, tuple[bool, str, _Backend | None]] = {}
+_probed: dict[str, tuple[bool, str, Backend | None]] = {}
 _warned_unsafe = False
 
 
-def _probe(preference: str) -> tuple[bool, str, _Backend | None]:
+def _probe(preference: str) -> tuple[bool, str, Backend | None]:
     tried = []
     for name in (("bwrap", "unshare") if preference == "auto" else (preference,)):
         exe = shutil.which(name)
@@ -256,10 +123,10 @@ def _probe(preference: str) -> tuple[bool, str, _Backend | None]:
             tried.append(f"{name}: not installed")
             continue
         try:
-            backend = _Backend(name, exe)
+            backend = Backend(name, exe)
             with Sandbox(SandboxConfig(), {"probe.py": _PROBE}, backend) as box:
-                res = box.run([sys.executable, "-I", box.path("probe.py")], timeout_s=30)
-        except OSError as exc:
+                res = box.run([sys.executable, "-I", box.path("probe.py"), _PROBE_CANARY], timeout_s=30)
+        except (OSError, subprocess.SubprocessError) as exc:  # bwrap too old, ldd hanging, ...
             tried.append(f"{name}: {exc}")
             continue
         out = res.stdout.decode(errors="replace").strip()
@@ -279,7 +146,7 @@ def sandbox_available(backend: str = "auto") -> tuple[bool, str]:
     return ok, why
 
 
-def get_backend(config: SandboxConfig) -> _Backend:
+def get_backend(config: SandboxConfig) -> Backend:
     """The isolation backend to use, or SandboxUnavailable; with ``unsafe_code_exec`` a warned-about fallback."""
     global _warned_unsafe
     ok, why = sandbox_available(config.backend)
@@ -296,7 +163,7 @@ def get_backend(config: SandboxConfig) -> _Backend:
             print(f"{bar}\nWARNING: --unsafe-code-exec: namespaces are refused here ({why}).\nGenerated code runs "
                   "WITHOUT isolation: it can read and write your files and use the network; only rlimits and a "
                   f"watchdog apply.\n{bar}", file=sys.stderr, flush=True)
-    return _Backend("unsafe", None)
+    return Backend("unsafe", None)
 
 
 def _tree(root: int) -> tuple[list[int], int]:
@@ -377,23 +244,58 @@ def _rmtree(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-class Sandbox:
-    """A temporary directory for one row; ``run`` executes one program in it, fully isolated, and cleans up."""
+def _sweep_orphaned_host_dirs() -> None:
+    """Remove the unsafe-mode run directories of graders that died without cleaning up (``kill -9``).
+    Directories are named by the grader's pid; only ours (same owner) whose process is gone are removed."""
+    base = tempfile.gettempdir()
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return
+    for name in names:
+        match = re.fullmatch(re.escape(_HOST_DIR_PREFIX) + r"(\d+)-\w+", name)
+        if match is None or int(match.group(1)) == os.getpid():
+            continue
+        path = os.path.join(base, name)
+        try:
+            if os.lstat(path).st_uid != os.geteuid():
+                continue
+            os.kill(int(match.group(1)), 0)
+        except ProcessLookupError:
+            _rmtree(path)
+        except OSError:
+            continue
 
-    def __init__(self, config: SandboxConfig, files: dict[str, str], backend: _Backend | None = None):
+
+_swept = False
+
+
+class Sandbox:
+    """One row's files; ``run`` executes one program among them in a fresh sandbox, fully isolated, each time.
+
+    With isolation nothing is written on the host: the files are handed to each run as memfds. Without it
+    (``unsafe_code_exec``) they live in a host temporary directory, removed by ``close``."""
+
+    def __init__(self, config: SandboxConfig, files: dict[str, str], backend: Backend | None = None):
+        global _swept
         self.config = config
         self.backend = backend or get_backend(config)
-        self.root = tempfile.mkdtemp(prefix="distill-sandbox-")
-        os.makedirs(self.root + "/ro")
-        for name, text in dict(files, **{"runner.py": _RUNNER}).items():
-            with open(os.path.join(self.root, "ro", name), "w", encoding="utf-8") as fh:
-                fh.write(text)
-        os.chmod(self.root + "/ro", 0o755)
+        self.files = dict(files)
+        self.root: str | None = None
+        if self.backend.name == "unsafe":
+            with _lock:
+                if not _swept:
+                    _swept = True
+                    _sweep_orphaned_host_dirs()
+            self.root = tempfile.mkdtemp(prefix=f"{_HOST_DIR_PREFIX}{os.getpid()}-")
+            os.makedirs(self.root + "/ro")
+            for name, text in self.files.items():
+                with open(os.path.join(self.root, "ro", name), "w", encoding="utf-8") as fh:
+                    fh.write(text)
 
     def path(self, name: str) -> str:
         """Path of one of the row's files as the program sees it."""
-        inside = self.root + "/ro" if self.backend.name == "unsafe" else SANDBOX_DIR
-        return f"{inside}/{name}"
+        return f"{self.root}/ro/{name}" if self.backend.name == "unsafe" else f"{SANDBOX_DIR}/{name}"
 
     def __enter__(self) -> Sandbox:
         return self
@@ -402,34 +304,43 @@ class Sandbox:
         self.close()
 
     def close(self) -> None:
-        _rmtree(self.root)
-
-    def _fresh_workdir(self) -> str:
-        work = self.root + "/work"
-        _rmtree(work)
-        os.makedirs(work + "/.sandbox")
-        if os.geteuid() == 0 and self.backend.name != "unsafe":
-            os.chown(work, NOBODY, NOBODY)
-        return work
+        if self.root is not None:
+            _rmtree(self.root)
 
     def run(self, argv: list[str], stdin: str | None = None, timeout_s: float = 10.0,
             idle_timeout_s: float | None = None, on_line=None) -> RunResult:
         """Run ``argv`` (paths from ``path()``) with ``stdin``; kill the tree on any limit. ``on_line`` sees each
         stdout line and returns False to stop the run; ``idle_timeout_s`` limits the time between lines."""
         cfg = self.config
-        work = self._fresh_workdir()
+        disk_bytes = max(1, cfg.disk_mb) << 20
         spec = {"argv": argv, "memory_bytes": cfg.memory_mb << 20, "cpu_s": int(cfg.cpu_time_s),
-                "nproc": cfg.max_processes, "fsize": _MAX_FILE_BYTES, "unsafe": self.backend.name == "unsafe"}
-        stdin_path = self.root + "/stdin"
-        with open(stdin_path, "w", encoding="utf-8") as fh:
-            fh.write(stdin or "")
-        env = dict(_ENV, HOME=work if spec["unsafe"] else "/tmp", TMPDIR=work if spec["unsafe"] else "/tmp")
-        with open(stdin_path, "rb") as stdin_fh:
-            proc = subprocess.Popen(self.backend.argv(self.root, spec), stdin=stdin_fh, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, cwd=work, env=env, start_new_session=True)
+                "nproc": cfg.max_processes, "fsize": min(_MAX_FILE_BYTES, disk_bytes)}
+        if self.backend.name == "unsafe":
+            cwd = self.root + "/work"
+            _rmtree(cwd)
+            os.makedirs(cwd)
+            env = dict(_ENV, HOME=cwd, TMPDIR=cwd)
+        else:
+            cwd, env = "/", dict(_ENV, HOME="/tmp", TMPDIR="/tmp")
+        lifeline, lifeline_write = os.pipe()  # only this process holds the write end (close-on-exec)
+        opened = [lifeline]
+        try:
+            opened.append(stdin_fd := memfd("distill-sandbox-stdin", (stdin or "").encode()))
+            command, file_fds = self.backend.command(dict(spec, lifeline=lifeline), self.files, disk_bytes, env)
+            opened += file_fds
+            # umask: bwrap creates mount points with it; a restrictive one would hide them from uid 65534.
+            proc = subprocess.Popen(command, stdin=stdin_fd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd,
+                                    env=env, start_new_session=True, pass_fds=[lifeline, *file_fds], umask=0o022)
+        except BaseException:
+            os.close(lifeline_write)
+            raise
+        finally:
+            for fd in opened:
+                os.close(fd)
         try:
             result = self._watch(proc, timeout_s, idle_timeout_s, on_line)
         finally:
+            os.close(lifeline_write)  # the runner now kills whatever is left of the run by itself
             _kill_tree(proc)  # before reaping: the zombie keeps its pid and process group from being reused
             proc.wait()
             proc.stdout.close()
@@ -457,7 +368,7 @@ class Sandbox:
                 break
             if now >= next_scan:
                 pids, rss = _tree(proc.pid)
-                if rss > cfg.memory_mb << 20 and (len(pids) <= 3 or _pss(pids) > cfg.memory_mb << 20):
+                if rss > cfg.memory_mb << 20 and (len(pids) <= 4 or _pss(pids) > cfg.memory_mb << 20):
                     killed = "memory"
                 elif len(pids) > cfg.max_processes + 4:
                     killed = "processes"

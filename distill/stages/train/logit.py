@@ -67,6 +67,7 @@ def build_rows(inputs, cfg, tokenizer, plan, default_system, prompt_template):
         if missing:
             raise UserError(f"dataset {item.spec} has no stored teacher logprobs (missing {', '.join(missing)}): "
                             "make the traces with `distill generate --logprobs K`, or train with --method sft")
+        _check_teacher_vocabulary(item, tokenizer, cfg.model)
         fmt = _detect(item.data, cfg, item.spec)
         for row in item.data:
             stats["rows"] += 1
@@ -96,6 +97,27 @@ def build_rows(inputs, cfg, tokenizer, plan, default_system, prompt_template):
     if cfg.limit:
         data = data.select(range(min(cfg.limit, len(data))))
     return data, stats
+
+
+def _check_teacher_vocabulary(item, tokenizer, student: str) -> None:
+    """Stored ids are the teacher's token ids: they mean the same tokens to the student only with the same
+    vocabulary. The traces' manifest (or an ancestor's) names the teacher's tokenizer; check it when it loads
+    here (a local folder, a checkpoint, bundled, a cached Hub id)."""
+    from distill import artifacts, log, models
+    from distill.stages.train import model as loader
+    from distill.stages.train.onpolicy import check_vocabularies
+
+    found = artifacts.nearest_in_lineage(item.source.artifact, lambda manifest: manifest.get("logprobs"))
+    spec = (found[0] or {}).get("tokenizer") if found else None
+    if not spec:
+        log.warn(f"{item.spec} does not record the teacher's tokenizer: its vocabulary is assumed to be the student's")
+        return
+    try:
+        teacher_tokenizer = loader.load_tokenizer(models.resolve(spec, adapters=False).path)
+    except UserError as exc:
+        log.warn(f"cannot load the teacher's tokenizer {spec} to compare vocabularies ({exc}): assumed the same")
+        return
+    check_vocabularies(tokenizer, teacher_tokenizer, student, spec)
 
 
 def collate(rows: list[dict], pad_id: int) -> dict:

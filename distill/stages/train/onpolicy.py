@@ -34,8 +34,8 @@ def check_vocabularies(student_tokenizer, teacher_tokenizer, student: str, teach
     (n_student, h_student), (n_teacher, h_teacher) = describe(student_tokenizer), describe(teacher_tokenizer)
     if h_student != h_teacher:
         raise UserError(f"the teacher {teacher} has another vocabulary ({n_teacher} tokens, sha {h_teacher}) than "
-                        f"the student {student} ({n_student} tokens, sha {h_student}): on-policy distillation "
-                        "compares the two models token by token, so they must share a tokenizer (cross-tokenizer "
+                        f"the student {student} ({n_student} tokens, sha {h_student}): distillation compares "
+                        "the two models token by token, so they must share a tokenizer (cross-tokenizer "
                         "distillation, GOLD, is not in distill yet)")
 
 

@@ -9,7 +9,7 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 STAMP := $(VENV)/.installed-$(EXTRA)
 export VLLM_CPU_KVCACHE_SPACE ?= 1
 
-.PHONY: install test test-unit demo lint bench reproduce-openthoughts clean
+.PHONY: install test test-unit demo demo-methods lint bench reproduce-openthoughts clean
 
 install: $(STAMP)
 
@@ -43,6 +43,10 @@ test-unit: install
 demo: install
 	$(PY) scripts/demo.py
 
+# SFT vs on-policy distillation vs SFT -> on-policy vs SFT -> GRPO, same model and problems (about 30 min on 2 cores)
+demo-methods: install
+	$(PY) scripts/demo_methods.py
+
 lint: install
 	$(VENV)/bin/ruff check distill tests scripts bench
 
@@ -53,4 +57,4 @@ reproduce-openthoughts: install
 	$(PY) scripts/reproduce_openthoughts.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache demo_home bench_home
+	rm -rf $(VENV) .pytest_cache demo_home demo_methods_home bench_home

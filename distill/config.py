@@ -232,12 +232,19 @@ def parse_sets(pairs: list[str] | None) -> dict[str, Any]:
     return out
 
 
+PASSTHROUGH_PREFIX, PASSTHROUGH_FIELD = "trainer.", "trainer_args"
+
+
 def build(cls, *layers: dict[str, Any]):
     """Instantiate ``cls`` from defaults overlaid with each mapping in turn (later wins)."""
     values: dict[str, Any] = {}
     for layer in layers:
         for key, value in (layer or {}).items():
             key = str(key).replace("-", "_")
+            if key.startswith(PASSTHROUGH_PREFIX) and PASSTHROUGH_FIELD in {f.name for f in dataclasses.fields(cls)}:
+                # `trainer.KEY=VALUE`: a field of the trainer's own config, checked against it where it is built
+                values.setdefault(PASSTHROUGH_FIELD, []).append(f"{key[len(PASSTHROUGH_PREFIX):]}={value}")
+                continue
             values[key] = coerce(cls, key, value)
     config = cls(**values)
     validate = getattr(config, "validate", None)

@@ -42,7 +42,9 @@ def test_on_policy_steps_change_the_student_and_record_the_teacher(home, tiny_ll
     few_shot.write_text(json.dumps(FEW_SHOT))
     artifact = train.run(config(tiny_llama_dir, method="on-policy", teacher=str(tiny_qwen2_dir), max_steps=2,
                                 learning_rate=1e-3, max_completion_length=12, name="onp",
-                                teacher_few_shot=str(few_shot), per_device_train_batch_size=2))
+                                teacher_few_shot=str(few_shot), per_device_train_batch_size=2, run_name="my-run",
+                                trainer_args=["neftune_noise_alpha=0"]))
+    assert artifact.manifest["training"]["run_name"] == "my-run"
     before, after = _weights(tiny_llama_dir), _weights(artifact.model_path)
     assert any(not (before[k] == after[k]).all() for k in before)
     state = json.loads((artifact.path / "trainer_state.json").read_text())
@@ -220,3 +222,24 @@ def test_bad_method_input_is_one_error_line(home, tiny_llama_dir, tmp_path, case
     assert result.returncode == 2, result.stderr[-2000:]
     assert len([line for line in lines if line.startswith("error:")]) == 1 and "Traceback" not in result.stderr
     assert not (home / "checkpoints" / "bad").exists()
+
+
+# ---------------------------------------------------------------------------- trainer.KEY pass-through
+
+
+def test_set_reaches_any_field_of_the_trainers_config():
+    from distill.config import build
+    from distill.stages.train.config import TrainConfig
+    from distill.stages.train.prepare import trainer_overrides
+    from distill.stages.train.recipes import load_recipe
+
+    cfg = build(TrainConfig, load_recipe("smol-demo"), {"trainer.neftune_noise_alpha": 5,
+                                                        "trainer.dataloader_num_workers": "2"})
+    assert cfg.trainer_args == ["neftune_noise_alpha=5", "dataloader_num_workers=2"]
+    assert trainer_overrides(cfg) == {"neftune_noise_alpha": 5, "dataloader_num_workers": 2}
+    grpo = build(TrainConfig, load_recipe("smol-demo-grpo"), {"trainer.num_iterations": 2})
+    assert trainer_overrides(grpo) == {"num_iterations": 2}  # a GRPOConfig field
+    for key, message in [("neftune_noise_alfa", "did you mean 'neftune_noise_alpha'"),
+                         ("learning_rate", "use --learning-rate"), ("output_dir", "set by distill")]:
+        with pytest.raises(UserError, match=message):
+            trainer_overrides(build(TrainConfig, load_recipe("smol-demo"), {f"trainer.{key}": 1}))

@@ -70,6 +70,23 @@ def _root(
         os.environ[integrity.NO_VERIFY_ENV] = "1"
     if verbose:
         os.environ["DISTILL_VERBOSE"] = "1"
+    else:
+        _quiet_third_party()
+
+
+def _quiet_third_party() -> None:
+    """Third-party warnings (TRL's vLLM-version notice, pin_memory on CPU, deprecations) are noise to a user of
+    distill: silenced unless --verbose / DISTILL_VERBOSE. Environment variables, so relaunched ranks inherit it.
+    distill's own warnings go through logging (distill.log.warn) and still show."""
+    import warnings
+
+    if os.environ.get("DISTILL_VERBOSE"):
+        return
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DATASETS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    warnings.filterwarnings("ignore")
 
 
 def _help(command) -> str:

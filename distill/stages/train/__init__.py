@@ -61,6 +61,7 @@ def _train(cfg: TrainConfig):
 
     name = artifacts.validate_name(cfg.output_name)
     artifacts.check_name_kind(name, "checkpoint")
+    prepare.trainer_overrides(cfg)  # a misspelt trainer.KEY fails before anything loads
     inputs = data.load_inputs(cfg.dataset, cfg.split, cfg)
     conversation_in = next((i.conversation for i in inputs if i.conversation), None) or {}
 

@@ -12,7 +12,7 @@ PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 ACCELERATE_CONFIGS = ("ddp", "zero2", "zero3", "zero3-offload", "fsdp")
 TRACKERS = ("auto", "none", "tensorboard", "wandb", "mlflow", "trackio", "comet_ml", "clearml", "dvclive")
 # Keys that do not change what is trained: left out of the run hash that names the resume directory.
-NOT_HASHED = ("name", "push_to_hub", "report_to", "resume", "keep_run_dir", "merge", "dataset_num_proc",
+NOT_HASHED = ("name", "push_to_hub", "report_to", "run_name", "project", "resume", "keep_run_dir", "merge", "dataset_num_proc",
               "logging_steps", "machine_rank", "main_process_ip", "main_process_port", "accelerate_config",
               "recipe", "save_total_limit")
 
@@ -111,6 +111,11 @@ class TrainConfig:
     temperature: float = option(0.6, help="Sampling temperature recorded in generation_config.json.")
     top_p: float = option(0.95, help="Top-p recorded in generation_config.json.")
     push_to_hub: Optional[str] = option(None, help="Also upload the checkpoint to this Hub repo.")
+    run_name: Optional[str] = option(None, help="Run name in the trackers (default NAME@vNNNN).")
+    project: Optional[str] = option(None, help="Tracker project (wandb / trackio / comet; default: the tracker's).")
+    trainer_args: list[str] = option([], help="KEY=VALUE for any other field of TRL's config of the method "
+                                     "(SFTConfig, DistillationConfig, GRPOConfig, TrainingArguments): "
+                                     "neftune_noise_alpha=5, dataloader_num_workers=2, ... Also `--set trainer.KEY=VALUE`.")
     recipe: Optional[str] = option(None, help="Recipe the defaults came from (set by --recipe).", cli=False)
 
     # ------------------------------------------------------------------ method (see distill/stages/train/methods.py)

@@ -125,11 +125,65 @@ def _content_hash(ref) -> str | None:
     return None
 
 
+# Set by distill from its own options in every method's trainer config: not reachable by `trainer.KEY`.
+MANAGED = ("use_vllm", "vllm_mode", "remove_unused_columns", "eval_strategy", "disable_dropout", "log_completions",
+           "reward_weights", "packing_strategy", "include_num_input_tokens_seen", "output_dir", "bf16", "fp16",
+           "save_strategy", "warmup_steps", "data_seed", "logging_first_step", "ddp_find_unused_parameters",
+           "gradient_checkpointing_kwargs", "disable_tqdm")
+
+
+def trainer_config_class(method: str):
+    if method == "sft":
+        from trl import SFTConfig as config_class
+    elif method == "on-policy":
+        from trl import DistillationConfig as config_class
+    elif method == "grpo":
+        from trl import GRPOConfig as config_class
+    else:
+        from transformers import TrainingArguments as config_class
+    return config_class
+
+
+def trainer_overrides(cfg: TrainConfig) -> dict:
+    """`--set trainer.KEY=VALUE` / `trainer_args`: any other field of the method's TRL config, checked by name
+    before anything loads (as TRL's own CLI and LLaMA-Factory pass trainer arguments through)."""
+    if not cfg.trainer_args:
+        return {}
+    import dataclasses
+    import difflib
+
+    import yaml
+
+    known = {f.name for f in dataclasses.fields(trainer_config_class(cfg.method))}
+    ours = {f.name for f in dataclasses.fields(TrainConfig)}
+    out = {}
+    for pair in cfg.trainer_args:
+        key, sep, raw = str(pair).partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise UserError(f"trainer argument {pair!r} must be KEY=VALUE")
+        if key in ours or key in MANAGED:
+            flag = f"--{key.replace('_', '-')}" if key in ours else "distill's own options"
+            raise UserError(f"trainer.{key} is set by distill: use {flag} instead")
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            raise UserError(f"trainer.{key} is not a field of TRL's {trainer_config_class(cfg.method).__name__}"
+                            + (f": did you mean {close[0]!r}?" if close else ""))
+        try:
+            out[key] = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            out[key] = raw
+    return out
+
+
 def common_args(cfg: TrainConfig, run_name: str, report_to: list[str], precision: str, accumulation: int,
                 run_dir: Path, world: int) -> dict:
-    """TrainingArguments every method shares."""
+    """TrainingArguments every method shares (plus the `trainer.KEY` pass-through)."""
+    extra = trainer_overrides(cfg)
+    if cfg.project:
+        extra["project"] = cfg.project
     return dict(
-        output_dir=str(run_dir), run_name=run_name, report_to=report_to, num_train_epochs=cfg.num_train_epochs,
+        output_dir=str(run_dir), run_name=cfg.run_name or run_name, report_to=report_to, num_train_epochs=cfg.num_train_epochs,
         max_steps=cfg.max_steps, learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler_type,
         warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay, optim=cfg.optim,
         per_device_train_batch_size=cfg.per_device_train_batch_size, gradient_accumulation_steps=accumulation,
@@ -139,7 +193,7 @@ def common_args(cfg: TrainConfig, run_name: str, report_to: list[str], precision
         use_liger_kernel=cfg.use_liger_kernel, seed=cfg.seed, data_seed=cfg.seed, logging_steps=cfg.logging_steps,
         logging_first_step=True, save_strategy="steps", save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit, ddp_find_unused_parameters=False if world > 1 else None,
-        disable_tqdm=False)
+        disable_tqdm=False, **extra)
 
 
 def make_trainer(cfg: TrainConfig, prepared: Prepared, common: dict, student_path: str, tokenizer, special: dict,

@@ -243,3 +243,40 @@ def test_set_reaches_any_field_of_the_trainers_config():
                          ("learning_rate", "use --learning-rate"), ("output_dir", "set by distill")]:
         with pytest.raises(UserError, match=message):
             trainer_overrides(build(TrainConfig, load_recipe("smol-demo"), {f"trainer.{key}": 1}))
+
+
+# ---------------------------------------------------------------------------- a teacher served elsewhere
+
+
+@pytest.mark.vllm
+@pytest.mark.train
+def test_a_served_teacher_scores_the_students_tokens(home, tiny_qwen2_dir, vllm_server):
+    """`--teacher-base-url`: a real vLLM server returns the teacher's top-K prompt logprobs per token."""
+    import numpy as np
+
+    from distill.engines.teacher_server import TeacherServer
+
+    server = TeacherServer(vllm_server.base_url, k=4)
+    assert server.model == vllm_server.model
+    (ids, values), = server.score([[1, 2, 3, 4, 5, 6]], starts=[3])
+    assert ids.shape == values.shape == (3, 4) and (values <= 0).all()
+    assert all(np.all(np.diff(row) <= 1e-6) for row in values)  # most likely first
+
+    make_filtered()
+    artifact = train.run(config(tiny_qwen2_dir, method="on-policy", teacher_base_url=vllm_server.base_url,
+                                teacher_logprobs=4, max_steps=2, learning_rate=1e-3, max_completion_length=8,
+                                name="served", per_device_train_batch_size=2))
+    losses = _losses(artifact)
+    assert len(losses) == 2 and all(math.isfinite(x) and x > 0 for x in losses)
+    teacher = artifact.manifest["method"]["teacher"]
+    assert teacher["base_url"] == vllm_server.base_url and teacher["top_k"] == 4
+    before, after = _weights(tiny_qwen2_dir), _weights(artifact.model_path)
+    assert any(not (before[k] == after[k]).all() for k in before)
+
+
+def test_an_unreachable_teacher_server_is_one_error_line(home, tiny_llama_dir):
+    make_filtered()
+    with pytest.raises(UserError, match="cannot reach the teacher server") as error:
+        train.run(config(tiny_llama_dir, method="on-policy", teacher_base_url="http://127.0.0.1:9/v1", max_steps=1,
+                         name="never"))
+    assert "\n" not in str(error.value) and not (home / "checkpoints" / "never").exists()

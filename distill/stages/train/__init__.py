@@ -80,7 +80,7 @@ def _train(cfg: TrainConfig):
     prepared = prepare.prepare_data(cfg, inputs, tokenizer, plan, conversation_in, default_system, prompt_template)
     if cfg.method == "on-policy":  # the vocabulary check comes before any weights load
         prepared.teacher = prepare.resolve_teacher(cfg, tokenizer, cfg.model)
-        prepared.method["teacher"] = {k: v for k, v in prepared.teacher.items() if k != "artifact"}
+        prepared.method["teacher"] = {k: v for k, v in prepared.teacher.items() if k not in ("artifact", "server")}
     padding_side = tokenizer.padding_side
     if cfg.method in ("on-policy", "grpo"):
         tokenizer.padding_side = "left"  # TRL's samplers left-pad prompts; restored before the tokenizer is saved

@@ -126,6 +126,11 @@ class TrainConfig:
     teacher: Optional[str] = option(None, help="on-policy: the teacher, any model ref like --model (it must share the "
                                     "student's vocabulary).")
     teacher_revision: Optional[str] = option(None, help="on-policy: Hub revision of the teacher.")
+    teacher_base_url: Optional[str] = option(None, help="on-policy: a vLLM server (`vllm serve TEACHER "
+                                             "--max-logprobs K`) scores the student's tokens instead of a local "
+                                             "teacher: for teachers too big to sit beside the student.")
+    teacher_logprobs: int = option(20, help="on-policy with --teacher-base-url: the teacher's top-K logprobs per "
+                                   "token the loss compares (plus a tail bucket).")
     teacher_system_prompt: Optional[str] = option(None, help="on-policy: a system prompt only the teacher sees "
                                                   "(context distillation).")
     teacher_few_shot: Optional[str] = option(None, help="on-policy: JSON/YAML file of {role, content} messages put "

@@ -23,7 +23,7 @@ METHODS = ("sft", "on-policy", "logit", "grpo")
 ROLLOUT_ENGINES = ("auto", "transformers", "vllm", "vllm-server")
 GRPO_LOSSES = ("grpo", "dr_grpo", "dapo", "bnpo")
 SCALE_REWARDS = ("group", "batch", "none")
-ONLY_ON_POLICY = ("teacher", "teacher_revision", "teacher_system_prompt", "teacher_few_shot")
+ONLY_ON_POLICY = ("teacher", "teacher_revision", "teacher_system_prompt", "teacher_few_shot", "teacher_base_url")
 
 
 def validate(cfg) -> None:
@@ -34,8 +34,11 @@ def validate(cfg) -> None:
         given = [k for k in ONLY_ON_POLICY if getattr(cfg, k)]
         if given:
             raise UserError(f"--{given[0].replace('_', '-')} is for --method on-policy (this run is {cfg.method})")
-    if cfg.method == "on-policy" and not cfg.teacher:
-        raise UserError("--method on-policy needs --teacher (a model ref: Hub id, local folder, NAME@vN, bundled)")
+    if cfg.method == "on-policy" and not (cfg.teacher or cfg.teacher_base_url):
+        raise UserError("--method on-policy needs --teacher (a model ref: Hub id, local folder, NAME@vN, bundled) "
+                        "or --teacher-base-url (a vLLM server)")
+    if not 1 <= cfg.teacher_logprobs <= 100:
+        raise UserError(f"teacher_logprobs {cfg.teacher_logprobs} must be in [1, 100]")
     beta = beta_of(cfg)
     if cfg.method in ("on-policy", "logit") and not 0 <= beta <= 1:
         raise UserError(f"beta {beta} must be in [0, 1] for --method {cfg.method} (0 forward KL ... 1 reverse KL)")

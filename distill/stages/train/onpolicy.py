@@ -106,10 +106,68 @@ def make_trainer_class():
             return super()._get_last_hidden_state(unwrapped_model, input_ids, attention_mask, logits_to_keep,
                                                   **kwargs)
 
-    return ContextDistillationTrainer
+    class ServerTeacherTrainer(ContextDistillationTrainer):
+        """The teacher's top-K logprobs come from a vLLM server (distill.engines.teacher_server); the divergence
+        is taken on those K tokens plus a tail bucket (the logit method's loss), for every completion token."""
+
+        def __init__(self, *args, teacher_server, **kwargs):
+            super().__init__(*args, teacher_model=None, **kwargs)
+            self.teacher_server = teacher_server
+
+        def _compute_loss(self, unwrapped_student, inputs, num_items_in_batch):
+            import math as _math
+
+            from distill.stages.train.logit import sparse_divergence
+
+            completion_ids, completion_mask = inputs["completion_ids"], inputs["completion_mask"]
+            input_ids = torch.cat([inputs["prompt_ids"], completion_ids], dim=1)
+            attention_mask = torch.cat([inputs["prompt_mask"], completion_mask], dim=1)
+            width = completion_ids.size(1)
+            hidden = self._get_last_hidden_state(unwrapped_student, input_ids, attention_mask, width)
+            logprobs = torch.log_softmax(unwrapped_student.get_output_embeddings()(hidden).float(), dim=-1)
+            teacher_ids = inputs.get("teacher_prompt_ids", inputs["prompt_ids"])
+            teacher_mask = inputs.get("teacher_prompt_mask", inputs["prompt_mask"])
+            sequences, starts = [], []
+            for row in range(completion_ids.size(0)):
+                prompt = teacher_ids[row][teacher_mask[row].bool()].tolist()
+                sequences.append(prompt + completion_ids[row][completion_mask[row].bool()].tolist())
+                starts.append(len(prompt))
+            k = self.teacher_server.k
+            top_ids = torch.zeros((*completion_ids.shape, k), dtype=torch.long, device=logprobs.device)
+            top_values = torch.full((*completion_ids.shape, k), -_math.inf, device=logprobs.device)
+            for row, (ids, values) in enumerate(self.teacher_server.score(sequences, starts)):
+                top_ids[row, : len(ids)] = torch.from_numpy(ids)
+                top_values[row, : len(values)] = torch.from_numpy(values)
+            mask = completion_mask.bool()
+            divergence = sparse_divergence(logprobs[mask], top_ids[mask], top_values[mask],
+                                           torch.isfinite(top_values[mask]), self.beta)
+            denominator = num_items_in_batch if num_items_in_batch is not None else mask.sum().clamp(min=1)
+            entropy = -(logprobs[mask].exp() * logprobs[mask]).sum(-1)
+            return divergence.sum() / denominator, entropy.sum().detach(), mask.sum()
+
+    return ContextDistillationTrainer, ServerTeacherTrainer
 
 
-def make_trainer(cfg, common: dict, model, teacher_model, tokenizer, train_ds, peft_config, callbacks):
+def resolve_server_teacher(cfg, student_tokenizer, student: str):
+    """The served teacher, reached (and its vocabulary checked when its tokenizer loads here) before any
+    weights load."""
+    from distill import log, models
+    from distill.engines.teacher_server import TeacherServer
+    from distill.stages.train import model as loader
+
+    server = TeacherServer(cfg.teacher_base_url, k=cfg.teacher_logprobs, model=cfg.teacher)
+    try:
+        tokenizer = loader.load_tokenizer(models.resolve(server.model, adapters=False).path)
+    except UserError:
+        log.warn(f"cannot load the served teacher's tokenizer ({server.model}) here: its vocabulary is assumed to "
+                 "be the student's")
+    else:
+        check_vocabularies(student_tokenizer, tokenizer, student, server.model)
+    return server
+
+
+def make_trainer(cfg, common: dict, model, teacher_model, tokenizer, train_ds, peft_config, callbacks,
+                 teacher_server=None):
     from trl import DistillationConfig
 
     from distill.stages.train import methods
@@ -119,7 +177,9 @@ def make_trainer(cfg, common: dict, model, teacher_model, tokenizer, train_ds, p
         **common, beta=methods.beta_of(cfg), max_completion_length=cfg.max_completion_length,
         temperature=cfg.rollout_temperature, top_p=1.0, use_vllm=vllm, vllm_mode=mode,
         remove_unused_columns=False, eval_strategy="no", disable_dropout=True)
-    trainer_class = make_trainer_class()
-    return trainer_class(model=model, teacher_model=teacher_model, args=args, train_dataset=train_ds,
-                         processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks,
-                         lmbda=cfg.lmbda, seed=cfg.seed)
+    local, served = make_trainer_class()
+    common_kwargs = dict(args=args, train_dataset=train_ds, processing_class=tokenizer, peft_config=peft_config,
+                         callbacks=callbacks, lmbda=cfg.lmbda, seed=cfg.seed)
+    if teacher_server is not None:
+        return served(model=model, teacher_server=teacher_server, **common_kwargs)
+    return local(model=model, teacher_model=teacher_model, **common_kwargs)

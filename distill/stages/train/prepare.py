@@ -106,6 +106,10 @@ def resolve_teacher(cfg: TrainConfig, student_tokenizer, student_spec: str) -> d
     from distill.stages.train import model as student
     from distill.stages.train import onpolicy
 
+    if cfg.teacher_base_url:
+        server = onpolicy.resolve_server_teacher(cfg, student_tokenizer, student_spec)
+        return {"spec": server.model, "base_url": cfg.teacher_base_url, "top_k": server.k, "server": server,
+                "artifact": models.checkpoint_of(cfg.teacher) if cfg.teacher else None, "ref": None, "sha256": None}
     ref = models.resolve(cfg.teacher, adapters=False)
     tokenizer = student.load_tokenizer(ref.path, cfg.teacher_revision)
     onpolicy.check_vocabularies(student_tokenizer, tokenizer, student_spec, cfg.teacher)
@@ -218,10 +222,12 @@ def make_trainer(cfg: TrainConfig, prepared: Prepared, common: dict, student_pat
     elif cfg.method == "on-policy":
         from distill.stages.train import onpolicy
 
-        teacher = student.load_model(prepared.teacher["resolved"], _teacher_cfg(cfg), precision)
-        if special["pad_added"]:
+        server = prepared.teacher.get("server")
+        teacher = None if server else student.load_model(prepared.teacher["resolved"], _teacher_cfg(cfg), precision)
+        if teacher is not None and special["pad_added"]:
             teacher.resize_token_embeddings(len(tokenizer))
-        trainer = onpolicy.make_trainer(cfg, common, model, teacher, tokenizer, prepared.train_ds, peft, callbacks)
+        trainer = onpolicy.make_trainer(cfg, common, model, teacher, tokenizer, prepared.train_ds, peft, callbacks,
+                                        teacher_server=server)
     elif cfg.method == "grpo":
         from distill.stages.train import grpo
 

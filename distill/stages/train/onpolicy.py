@@ -117,7 +117,7 @@ def make_trainer_class():
         def _compute_loss(self, unwrapped_student, inputs, num_items_in_batch):
             import math as _math
 
-            from distill.stages.train.logit import sparse_divergence
+            from distill.stages.train.divergence import sparse_divergence
 
             completion_ids, completion_mask = inputs["completion_ids"], inputs["completion_mask"]
             input_ids = torch.cat([inputs["prompt_ids"], completion_ids], dim=1)

@@ -233,9 +233,9 @@ def test_sleeping_program_costs_one_timeout():
     assert elapsed < code_timeout + 5, elapsed  # the first test times out and the row stops there
 
 
-def test_degenerate_reasoning_costs_the_language_check_one_timeout():
-    # thousands of unclosed "\[" make the language check's LaTeX regex quadratic (~10 s in process for this one;
-    # the "θ" keeps it off the Latin-only fast path; finished, the check would pass: a 0 here is the timeout)
+def test_degenerate_reasoning_is_checked_within_the_timeout():
+    # thousands of unclosed "\[" once made the language check's LaTeX regex quadratic (~10 s in process for this
+    # one; the "θ" keeps it off the Latin-only fast path); it is linear now: the finished check passes, in time
     timeout_s = 1.5
     funcs, _ = make_reward_functions(["language"], GradeConfig(timeout_s=timeout_s), RewardColumns(), 1024, 1)
     degenerate = "<think>\nLet θ be the angle. " + "\\[ a " * 20000 + "\n</think>\n\nDone."
@@ -246,7 +246,7 @@ def test_degenerate_reasoning_costs_the_language_check_one_timeout():
         elapsed = time.monotonic() - started
     finally:
         funcs[0].close()
-    assert got == [0.0, 1.0] and elapsed < timeout_s + 3, (got, elapsed)
+    assert got == [1.0, 1.0] and elapsed < timeout_s + 3, (got, elapsed)
 
 
 # ---------------------------------------------------------------------------- shape rewards on hand-made completions

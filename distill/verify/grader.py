@@ -30,6 +30,9 @@ __all__ = ["GradeItem", "GradeConfig", "GradeResult", "grade_batch", "split_reas
            "DOMAINS", "CORRECT", "INCORRECT", "UNVERIFIED"]
 
 DOMAINS = ("math", "multiple_choice", "code")
+# --code-disk-mb bounds: under 16 MiB a program's ordinary temporary files may not fit; the sandbox's /tmp is a
+# tmpfs, held in the host's memory, so the cap (64 GiB) bounds what one test can take from it
+MIN_CODE_DISK_MB, MAX_CODE_DISK_MB = 16, 65_536
 _DOMAIN_ALIASES = {"mathematics": "math", "mcq": "multiple_choice", "mc": "multiple_choice",
                    "multiple_choice": "multiple_choice", "multiplechoice": "multiple_choice", "gpqa": "multiple_choice",
                    "coding": "code", "programming": "code"}
@@ -68,6 +71,8 @@ class GradeConfig:
     min_pass_fraction: float = option(1.0, "A code answer is correct when at least this share of its tests pass.")
     worker_memory_mb: int = option(4096, "Address-space limit of each check worker (MiB); a check that needs more "
                                          "fails instead of swapping the machine.")
+    code_disk_mb: int = option(256, "Size in MiB of a code answer's writable /tmp in the sandbox (its working "
+                                    "directory): all files one test writes together.")
 
 
 @dataclass
@@ -80,6 +85,8 @@ class GradeOptions:
     unsafe_code_exec: bool = option(False, "Run code answers without namespace isolation (rlimits only).")
     code_timeout: float = option(6.0, "Wall-clock limit per code test (s).")
     min_pass_fraction: float = option(1.0, "Share of a code row's tests that must pass.")
+    code_disk_mb: int = option(256, f"Disk space (MiB, {MIN_CODE_DISK_MB}-{MAX_CODE_DISK_MB}) a code test may write: "
+                                    "the size of its sandbox's /tmp.")
     num_proc: Optional[int] = option(None, "Grading worker processes (default: all cores; capped at the cores "
                                            "available, never more than the rows).")
 
@@ -96,6 +103,8 @@ class GradeOptions:
                   ("--code-timeout", 0 < self.code_timeout <= MAX_SECONDS, f"> 0 and <= {MAX_SECONDS:g} seconds",
                    self.code_timeout),
                   ("--min-pass-fraction", 0 < self.min_pass_fraction <= 1, "in (0, 1]", self.min_pass_fraction),
+                  ("--code-disk-mb", MIN_CODE_DISK_MB <= self.code_disk_mb <= MAX_CODE_DISK_MB,
+                   f">= {MIN_CODE_DISK_MB} and <= {MAX_CODE_DISK_MB} MiB", self.code_disk_mb),
                   ("--num-proc", self.num_proc is None or self.num_proc >= 1, ">= 1", self.num_proc),
                   ("--min-reasoning-chars", self.min_reasoning_chars >= 0, ">= 0", self.min_reasoning_chars)]
         for flag, ok, wanted, value in checks:
@@ -107,7 +116,8 @@ class GradeOptions:
     def grade_config(self) -> GradeConfig:
         return GradeConfig(timeout_s=self.timeout, min_reasoning_chars=self.min_reasoning_chars,
                            assume_prefilled_think=self.assume_prefilled_think, unsafe_code_exec=self.unsafe_code_exec,
-                           code_timeout=self.code_timeout, min_pass_fraction=self.min_pass_fraction)
+                           code_timeout=self.code_timeout, min_pass_fraction=self.min_pass_fraction,
+                           code_disk_mb=self.code_disk_mb)
 
 
 @dataclass
@@ -229,7 +239,8 @@ def sandbox_config(config: GradeConfig, max_workers: int | None = None):
     from distill.verify import code as code_verifier
 
     return code_verifier.SandboxConfig(per_test_timeout_s=config.code_timeout, unsafe_code_exec=config.unsafe_code_exec,
-                                       min_pass_fraction=config.min_pass_fraction, max_workers=max_workers)
+                                       min_pass_fraction=config.min_pass_fraction, max_workers=max_workers,
+                                       disk_mb=config.code_disk_mb)
 
 
 def _verify_code(items: list[GradeItem], answers: list[str], config: GradeConfig,

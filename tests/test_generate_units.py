@@ -220,7 +220,7 @@ def test_bad_inputs_fail_cleanly_without_writing(home, tmp_path, capsys):
     empty.write_text("")
     base = ["--teacher", "bundled", "--dataset", str(problems), "--prompt-column", "question"]
     cases = [
-        (["--teacher", "bundled", "--dataset", str(problems)], ["--prompt-column 'problem'", "question, answer"]),
+        (["--teacher", "bundled", "--dataset", str(problems)], ["--problem-column 'problem'", "question, answer"]),
         (base + ["--answer-column", "solution"], ["--answer-column 'solution'", "question, answer"]),
         (["--teacher", "./no/such/model", "--dataset", str(problems)], ["not found"]),
         (["--teacher", "bundled", "--dataset", str(empty)], ["empty"]),

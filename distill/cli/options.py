@@ -4,6 +4,10 @@
 
 Precedence: dataclass default < YAML (``--config-file`` / a recipe) < ``--set key=value`` < flags.
 ``--print-config`` prints the resolved, validated config and runs nothing.
+
+Old names: a config class may map old keys to fields (``FLAG_ALIASES = {"prompt_column": "problem_column"}``);
+the old flag (``--prompt-column``) then names the same option. The class itself accepts the old key (an
+``InitVar``), so YAML and ``--set`` take it too.
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ def make_command(cls, run: Callable[[Any], Any], *, doc: str | None = None,
     parameters = []
     annotations: dict[str, Any] = {}
     types = field_types(cls)
+    aliases: dict[str, list[str]] = {}
+    for old, new in getattr(cls, "FLAG_ALIASES", {}).items():
+        aliases.setdefault(new, []).append("--" + old.replace("_", "-"))
     for f in _own_fields_first(cls):
         if not f.metadata.get("cli", True):
             continue
@@ -49,6 +56,7 @@ def make_command(cls, run: Callable[[Any], Any], *, doc: str | None = None,
         else:
             flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
             names = [flag] if inner is not bool else [f"{flag}/--no-{flag[2:]}"]
+            names += aliases.get(f.name, [])
             if f.metadata.get("short"):
                 names.append(f.metadata["short"])
             info = typer.Option(None, *names, help=help_text, show_default=False)

@@ -10,6 +10,11 @@ that training and evaluation use exactly the prompt the teacher saw. Two things 
 silently are made explicit here: a hidden default system prompt (SmolLM2's "You are a helpful AI
 assistant named SmolLM…", Qwen2.5's "You are Qwen…") and a generation prefill (DeepSeek-R1 templates
 end the prompt with ``<think>\\n``, so the completion starts inside the reasoning block).
+
+A prefill of our own (``distill generate --prefill '<think>\\n'``) is a last message made by
+``prefill_message(text)``: ``render`` applies the template with the generation prompt and appends the
+text (what vLLM's ``continue_final_message`` does), and ``completion_with_prefill`` puts it in front of
+what the model generated, so that the stored completion starts with it.
 """
 
 from __future__ import annotations
@@ -102,10 +107,63 @@ def template_text(tokenizer, chat_template: str | None = None) -> str | None:
     return template
 
 
-def render(tokenizer, messages: list[dict[str, str]], chat_template: str | None = None,
+def render(tokenizer, messages: list[dict[str, Any]], chat_template: str | None = None,
            add_generation_prompt: bool = True) -> str:
+    """The chat template applied; a last ``prefill_message`` is continued: the conversation before it is
+    rendered with the generation prompt, then the prefill text appended (less what the template's own
+    generation prompt already ends with, e.g. its ``<think>\\n``)."""
+    if messages and messages[-1].get(PREFILL_KEY):
+        prompt = tokenizer.apply_chat_template(messages[:-1], chat_template=chat_template, tokenize=False,
+                                               add_generation_prompt=True)
+        prefill = messages[-1]["content"]
+        return prompt + prefill[prefill_overlap(prompt, prefill):]
     return tokenizer.apply_chat_template(messages, chat_template=chat_template, tokenize=False,
                                          add_generation_prompt=add_generation_prompt)
+
+
+# ---------------------------------------------------------------------------- a prefill of our own
+
+PREFILL_KEY = "prefill"  # marks the last message of a request as text the assistant turn starts with
+
+
+def prefill_message(text: str) -> dict[str, Any]:
+    """The message that makes ``render`` start the assistant turn with ``text`` (not a turn of its own)."""
+    return {"role": "assistant", "content": text, PREFILL_KEY: True}
+
+
+def prefill_overlap(prompt_end: str, prefill: str) -> int:
+    """How many leading characters of ``prefill`` the prompt already ends with: a template whose generation
+    prompt opens ``<think>\\n`` itself must not get a second opener. Only a reasoning opener counts (a prompt
+    ending in a line break says nothing about a prefill that starts with one); the line breaks after the
+    template's opener stand for the prefill's own."""
+    body = prompt_end.rstrip()
+    if not prefill.startswith(THINK_OPEN) or not body.endswith(THINK_OPEN):
+        return 0
+    spacing, rest = prompt_end[len(body):], prefill[len(THINK_OPEN):]
+    shared = 0
+    while shared < min(len(spacing), len(rest)) and spacing[shared] == rest[shared]:
+        shared += 1
+    return len(THINK_OPEN) + shared
+
+
+def effective_prefill(prefill: str, template_prefill: str | None) -> str:
+    """What the assistant turn starts with: the template's own prefill, then the rest of ``prefill``."""
+    template_prefill = template_prefill or ""
+    return template_prefill + prefill[prefill_overlap(template_prefill, prefill):]
+
+
+def completion_with_prefill(text: str, prefill: str, template_prefill: str | None = None) -> str:
+    """The stored completion of a sample whose prompt ended with ``prefill``: the prefill, then what the model
+    generated. ``text`` is what the engine returned (``assemble_completion``, which put back the template's
+    own prefill, or a ``<think>\\n`` a completion closing its reasoning lacked): that lead is taken off
+    first, so that a reasoning opener is never doubled."""
+    started = effective_prefill(prefill, template_prefill)
+    leads = [template_prefill] + ([THINK_OPEN + "\n"] if THINK_OPEN in started else [])
+    for lead in leads:
+        if lead and text.startswith(lead):
+            text = text[len(lead):]
+            break
+    return started + text
 
 
 def hidden_system_prompt(tokenizer, chat_template: str | None = None) -> str | None:

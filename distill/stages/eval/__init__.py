@@ -2,7 +2,7 @@
 
     distill eval --model sft-qwen-7b@v2 --benchmark aime24 --benchmark math500 --benchmark gpqa-diamond
     distill eval --model bundled --benchmark tests/data/eval_small.jsonl --protocol greedy --max-tokens 64 --enforce-eager
-    distill eval --model deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B --benchmark gsm8k=gsm8k_test.jsonl --n 4
+    distill eval --model deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B --benchmark gsm8k=gsm8k_test.jsonl -n 4
     distill eval --outputs traces@v1 --benchmark gsm8k      # grade precomputed completions, no generation
     distill eval --compare eval-smollm2-135m-instruct eval-sft-smol   # side-by-side markdown, paired deltas
 
@@ -14,7 +14,8 @@ the reference, whatever the format), the share of well-formed `<think>` answers,
 the end token, the truncated share and the mean completion tokens, each with its standard error and 95%
 interval (clustered over problems; see distill/metrics.py).
 
-Protocols (explicit --n/--temperature/--top-p/--max-tokens override them):
+Protocols (explicit -n/--temperature/--top-p/--max-tokens override them; -n is --num-generations, as in
+`distill generate`, and --n its old name):
     open-r1    lighteval as open-r1 reports it: temperature 0.6, top-p 0.95, 32768 new tokens; pass@1 over
                AIME24/25 64, MATH-500 4, GPQA-Diamond 8, LiveCodeBench 16 samples (GSM8K 1, files 4).
     evalchemy  the OpenThoughts numbers: temperature 0.7, top-p 1.0, 32768 new tokens; AIME averaged over 5
@@ -36,7 +37,7 @@ import hashlib
 import json
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -72,7 +73,8 @@ class EvalConfig(GradeOptions, EngineOptions):
     benchmark: list[str] = option([], "Benchmark (repeatable): gsm8k, math500, aime24, aime25, gpqa-diamond, "
                                       "livecodebench, NAME=FILE (a local copy), or a jsonl/parquet/artifact.")
     protocol: str = option("open-r1", "Sampling preset: open-r1 | evalchemy | greedy (see the command docstring).")
-    n: Optional[int] = option(None, "Samples per problem (default: the protocol's count for each benchmark).")
+    num_generations: Optional[int] = option(None, "Samples per problem (default: the protocol's count for each "
+                                                  "benchmark); --n is its old name.", short="-n")
     max_tokens: Optional[int] = option(None, "Max new tokens per sample (default: the protocol's, 32768).")
     temperature: Optional[float] = option(None, "Sampling temperature (default: the protocol's).")
     top_p: Optional[float] = option(None, "Nucleus sampling top-p (default: the protocol's).")
@@ -95,6 +97,20 @@ class EvalConfig(GradeOptions, EngineOptions):
     evals: list[str] = option([], "Eval artifact references for --compare.")
     paired_on_overlap: bool = option(False, "With --compare: pair evals of different sources of a benchmark (other "
                                             "files, revisions) on the problems they share instead of refusing.")
+    # The old name of num_generations, still accepted as a config key (YAML, --set, Python) and, through
+    # FLAG_ALIASES (read by distill.cli.options), as the flag --n.
+    n: InitVar[Optional[int]] = None
+    FLAG_ALIASES = {"n": "num_generations"}
+
+    def __post_init__(self, n: Optional[int]) -> None:
+        if n is not None:
+            from distill.config import coerce
+
+            n = coerce(type(self), "num_generations", n)
+            if self.num_generations is not None and self.num_generations != n:
+                raise UserError(f"--n {n} and -n/--num-generations {self.num_generations}: --n is the old name of "
+                                "--num-generations, pass one")
+            self.num_generations = n
 
     def validate(self) -> None:
         if self.evals and not self.compare:
@@ -114,13 +130,14 @@ class EvalConfig(GradeOptions, EngineOptions):
         from distill.config import MAX_SAMPLES
 
         # floats are finite by now (distill.config.coerce refuses nan / inf where they enter)
-        for flag, value, low in (("--n", self.n, 1), ("--max-tokens", self.max_tokens, 1), ("--limit", self.limit, 1),
+        for flag, value, low in (("-n/--num-generations", self.num_generations, 1),
+                                 ("--max-tokens", self.max_tokens, 1), ("--limit", self.limit, 1),
                                  ("--tensor-parallel-size", self.tensor_parallel_size, 1)):
             if value is not None and value < low:
                 raise UserError(f"{flag} must be >= {low}, got {value}")
-        if self.n is not None and self.n > MAX_SAMPLES:
-            raise UserError(f"--n must be at most {MAX_SAMPLES:,}, got {self.n:,}: all samples of a problem are held "
-                            "in memory together")
+        if self.num_generations is not None and self.num_generations > MAX_SAMPLES:
+            raise UserError(f"-n/--num-generations must be at most {MAX_SAMPLES:,}, got {self.num_generations:,}: all "
+                            "samples of a problem are held in memory together")
         if self.max_tokens is not None and self.max_tokens >= 2**31:
             raise UserError(f"--max-tokens must be below 2^31, got {self.max_tokens}")
         if self.temperature is not None and self.temperature < 0:
@@ -153,9 +170,9 @@ class EvalConfig(GradeOptions, EngineOptions):
 
 
 def samples_for(cfg: EvalConfig, builtin_spec) -> int:
-    """Samples per problem: --n, else the protocol's count for a built-in benchmark, else its default."""
-    if cfg.n is not None:
-        return cfg.n
+    """Samples per problem: -n, else the protocol's count for a built-in benchmark, else its default."""
+    if cfg.num_generations is not None:
+        return cfg.num_generations
     if builtin_spec is not None:
         return builtin_spec.samples.get(cfg.protocol, PROTOCOLS[cfg.protocol].default_n)
     return PROTOCOLS[cfg.protocol].default_n
@@ -299,7 +316,7 @@ def run(cfg: EvalConfig, engine=None) -> str | None:
         for bench in benches:
             if cfg.pass_at and max(cfg.pass_at) > samples_for(cfg, bench.builtin):
                 raise UserError(f"--pass-at {max(cfg.pass_at)} needs that many samples per problem, but {bench.name} "
-                                f"gets n={samples_for(cfg, bench.builtin)}: raise --n")
+                                f"gets n={samples_for(cfg, bench.builtin)}: raise -n")
         rows, engine_format = generate(cfg, path, benches, sampling, conversation, engine, adapter, adapter_template)
     records = grade_rows(rows, cfg)
     return save(cfg, name, records, benches, checkpoint, path, sampling, conversation, engine_format, outputs_source,

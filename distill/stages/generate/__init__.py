@@ -2,7 +2,10 @@
 
     distill generate --teacher deepseek-ai/DeepSeek-R1-Distill-Qwen-7B --dataset openai/gsm8k --config main \\
         --split train --answer-column answer -n 4 --max-tokens 32768 --name traces-gsm8k
-    distill generate --teacher bundled --dataset data/demo/train.jsonl --limit 8 -n 2 --max-tokens 256
+    distill generate --teacher bundled --dataset data/demo/train.jsonl --few-shot data/demo/few_shot.json \\
+        --limit 8 -n 2 --max-tokens 256
+    distill generate --teacher HuggingFaceTB/SmolLM2-1.7B-Instruct --dataset gsm8k_train.jsonl \\
+        --problem-column question --few-shot-from gsm8k_train.jsonl:4 --prefill '<think>\\n'
     distill generate --teacher deepseek-reasoner --engine openai --base-url https://api.deepseek.com \\
         --api-key-env DEEPSEEK_API_KEY --max-concurrency 32 --price-in 0.55 --price-out 2.19 --dataset ...
 
@@ -14,6 +17,15 @@ source (id + revision or content hash), the teacher, the sampling, the exact con
 (``conversation``: chat template text + sha256, effective system prompt incl. a template's hidden
 default, few-shot, prompt template, prefill), engine time, tokens/s and, with --price-in/--price-out
 (USD per million tokens), the cost.
+
+A teacher that is not a reasoning model (an instruct model, the bundled one) writes no ``<think>`` block by
+itself, and `distill filter` then keeps nothing. Show it some: ``--few-shot FILE`` (a list of messages, e.g.
+data/demo/few_shot.json), ``--few-shot-from DATASET:K`` (the first K worked solutions of DATASET as
+``<think>`` examples, see ``stages/generate/shots.py``; rows showing the same problems are left out of the
+prompts), and/or ``--prefill '<think>\\n'``: the assistant turn starts with that text (the template's
+generation prompt, then the text; ``\\n`` and ``\\t`` are read as a line break and a tab), and the stored
+completion starts with it too. --prefill needs the vllm engine. generate warns when under 5 % of the samples
+hold a ``<think>`` block.
 
 ``--logprobs K`` (1-20) also stores the teacher's top-K log-probabilities of every completion token:
 columns ``completion_token_ids``, ``top_logprob_ids``, ``top_logprobs`` and a manifest key ``logprobs``
@@ -50,8 +62,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -60,10 +73,15 @@ from distill.config import option, to_dict
 from distill.engines import EngineOptions
 from distill.engines import chat as prompting
 from distill.errors import UserError
+from distill.stages.generate import shots as shots_module
 from distill.stages.generate.loop import GenerationJob, run_seed  # noqa: F401 - run_seed: part of this stage's API
+from distill.stages.generate.prompts import (  # noqa: F401 - re-exported: part of this stage's API
+    ANSWER_COLUMNS,
+    Prompts,
+    build_prompts,
+    effective_id_column,
+)
 from distill.stages.generate.store import PartialStore
-
-ANSWER_COLUMNS = ("answer", "final_answer", "solution", "reference")
 
 
 @dataclass
@@ -76,16 +94,24 @@ class GenerateConfig(EngineOptions):
     split: str | None = option(None, "Dataset split (default: train).")
     dataset_config: str | None = option(None, "Hub dataset config (subset) name.", flag="--config")
     revision: str | None = option(None, "Hub dataset revision (branch, tag or commit).")
-    prompt_column: str = option("problem", "Column with the problem (or with a list of chat messages).")
+    problem_column: str = option("problem", "Column with the problem (or with a list of chat messages); "
+                                            "--prompt-column is its old name.")
     answer_column: str | None = option(None, "Column with the reference answer, carried along for `distill "
                                              f"filter`; default: the first of {', '.join(ANSWER_COLUMNS)}.")
     id_column: str | None = option(None, "Column with a unique row id (default: the data's 'id' column when it has "
                                          "one, else a hash of the prompt; 'none': always the hash).")
-    limit: Optional[int] = option(None, "Use only the first N rows.")
+    limit: Optional[int] = option(None, "Use only the first N rows (after leaving out --few-shot-from's "
+                                        "problems).")
     system_prompt: str | None = option(None, "System prompt (default: none, i.e. the template's own default).")
     prompt_template: str = option(prompting.DEFAULT_PROMPT_TEMPLATE, "User turn; {problem} is replaced by the "
                                                                      "problem.")
     few_shot: str | None = option(None, "JSON/YAML file: a list of {role, content} messages put before each question.")
+    few_shot_from: str | None = option(None, "DATASET:K: the first K worked solutions of DATASET (file, artifact "
+                                             "or Hub id with a solution / completion column or GSM8K's '#### N' "
+                                             "answers) as <think> examples before each question; their problems "
+                                             "are left out of the prompts.")
+    prefill: str | None = option(None, "Start the teacher's answer with this text, e.g. '<think>\\n' (\\n: a "
+                                       "line break); stored completions start with it. vllm engine only.")
     num_generations: int = option(4, "Samples per prompt.", short="-n")
     temperature: float = option(0.6, "Sampling temperature.")
     top_p: float = option(0.95, "Nucleus sampling top-p.")
@@ -104,6 +130,19 @@ class GenerateConfig(EngineOptions):
     merge_shards: bool = option(False, "Build the artifact from finished shard parts (no generation).")
     push_to_hub: str | None = option(None, "Also upload the artifact to this Hub dataset repo.")
     progress: bool = option(True, "Show a progress bar.")
+    # The old name of problem_column, still accepted as a config key (YAML, --set, Python) and, through
+    # FLAG_ALIASES (read by distill.cli.options), as the flag --prompt-column.
+    prompt_column: InitVar[Optional[str]] = None
+    FLAG_ALIASES = {"prompt_column": "problem_column"}
+
+    def __post_init__(self, prompt_column: Optional[str]) -> None:
+        if prompt_column is not None:
+            if self.problem_column not in ("problem", str(prompt_column)):
+                raise UserError(f"--prompt-column {prompt_column!r} and --problem-column {self.problem_column!r}: "
+                                "--prompt-column is the old name of --problem-column, pass one")
+            self.problem_column = str(prompt_column)
+        if isinstance(self.prefill, str):
+            self.prefill = unescape(self.prefill)
 
     def validate(self) -> None:
         if not self.teacher:
@@ -138,9 +177,28 @@ class GenerateConfig(EngineOptions):
         for ok, message in checks:
             if not ok:
                 raise UserError(message)
+        if self.prefill is not None:
+            self.validate_prefill()
+        if self.few_shot_from is not None:
+            from distill.stages.generate.shots import parse_spec
+
+            if self.few_shot:
+                raise UserError("pass --few-shot FILE or --few-shot-from DATASET:K, not both")
+            parse_spec(self.few_shot_from)
         if self.shard and len(self.shard) > 40:
             raise UserError(f"--shard {self.shard[:20]!r}... is too long: use i/N with 0 <= i < N, e.g. 0/4")
         self.shard_spec()
+
+    def validate_prefill(self) -> None:
+        if not self.prefill.strip():
+            raise UserError("--prefill is empty: give the text the teacher's answer starts with, e.g. "
+                            "--prefill '<think>\\n'")
+        if self.engine != "vllm":
+            raise UserError("--prefill needs --engine vllm: the openai engine cannot yet ask a server to continue "
+                            "an assistant turn (use --few-shot / --few-shot-from with a server)")
+        if self.logprobs:
+            raise UserError("--prefill with --logprobs: the stored token ids would start after the prefill, which "
+                            "`distill train --method logit` does not put in the student's prompt; drop one")
 
     def shard_spec(self) -> tuple[int, int]:
         if not self.shard:
@@ -154,73 +212,10 @@ class GenerateConfig(EngineOptions):
         return index, count
 
 
-# ---------------------------------------------------------------------------- prompts
-
-
-@dataclass
-class Prompts:
-    """The dataset rows to sample: ids, source positions, problems, messages."""
-
-    ids: list[str]
-    rows: list[int]  # position of each prompt's row in the source dataset
-    problems: list[str]
-    messages: list[list[dict[str, str]]]
-    answer_column: str | None
-    duplicates: int  # rows that repeat a prompt already taken (sampled once)
-    conversations: bool = False  # the prompt column held chat messages (no prompt template applied)
-    id_column: str | None = None  # the column the ids came from (None: a hash of the prompt)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-
-def build_prompts(data, cfg: GenerateConfig, few_shot) -> Prompts:
-    from distill.artifacts.sources import require_columns
-
-    id_column = effective_id_column(cfg, data.column_names)
-    require_columns(data, {"--prompt-column": cfg.prompt_column, "--answer-column": cfg.answer_column,
-                           "--id-column": id_column}, what=f"dataset {cfg.dataset}")
-    answer_column = cfg.answer_column or next((c for c in ANSWER_COLUMNS if c in data.column_names), None)
-    if cfg.limit:
-        data = data.select(range(min(cfg.limit, len(data))))
-    if len(data) == 0:
-        raise UserError(f"dataset {cfg.dataset} has no rows: nothing to generate")
-    values = data[cfg.prompt_column]
-    given_ids = [None if v is None else str(v) for v in data[id_column]] if id_column else None
-    out = Prompts([], [], [], [], answer_column, 0, id_column=id_column)
-    seen: dict[str, str] = {}  # id -> what its prompt was
-    for position, value in enumerate(values):
-        if isinstance(value, list):  # a conversation: used as is (an explicit system prompt goes first)
-            messages = prompting.check_messages(value, where=f"row {position} of --prompt-column")
-            if cfg.system_prompt is not None and not (messages and messages[0]["role"] == "system"):
-                messages = [{"role": "system", "content": cfg.system_prompt}] + messages
-            problem = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
-            digest_of = json.dumps(messages, sort_keys=True)
-            out.conversations = True
-        elif isinstance(value, str) and value.strip():
-            problem, digest_of = value, value
-            messages = prompting.build_messages(value, system_prompt=cfg.system_prompt,
-                                                prompt_template=cfg.prompt_template, few_shot=few_shot)
-        else:
-            raise UserError(f"row {position} of --prompt-column {cfg.prompt_column!r} is empty or not text "
-                            f"({str(value)[:40]!r}): clean the dataset or pick another column")
-        key = given_ids[position] if given_ids else hashlib.sha256(digest_of.encode()).hexdigest()[:16]
-        if key is None:
-            raise UserError(f"row {position} has no value in the id column {id_column!r}: fill it, or pass "
-                            "--id-column none to key prompts by their text")
-        if key in seen:
-            if given_ids and (cfg.id_column or seen[key] != digest_of):
-                raise UserError(f"id column {id_column!r} repeats the id {key!r}" + (
-                    "" if cfg.id_column else " for different prompts") + ": ids must be unique (or pass "
-                    "--id-column none to key prompts by their text)")
-            out.duplicates += 1  # the same prompt twice: sampled once, n times
-            continue
-        seen[key] = digest_of
-        out.ids.append(key)
-        out.rows.append(position)
-        out.problems.append(problem)
-        out.messages.append(messages)
-    return out
+def unescape(text: str) -> str:
+    """``\\n`` / ``\\t`` / ``\\\\`` as a line break / tab / backslash: a shell passes '<think>\\n' as typed,
+    and a literal backslash-n is never the prefill meant."""
+    return re.sub(r"\\([nt\\])", lambda m: {"n": "\n", "t": "\t", "\\": "\\"}[m.group(1)], text)
 
 
 # ---------------------------------------------------------------------------- teacher and config identity
@@ -252,13 +247,6 @@ def resolve_teacher(cfg: GenerateConfig) -> Teacher:
                    chat_template=ref.chat_template)
 
 
-def effective_id_column(cfg: GenerateConfig, columns: list[str]) -> str | None:
-    """--id-column, else the data's own 'id' column, else None (prompts keyed by a hash of their text)."""
-    if cfg.id_column and cfg.id_column.lower() == "none":
-        return None
-    return cfg.id_column or ("id" if "id" in columns else None)
-
-
 def config_hash(cfg: GenerateConfig, source_info: dict, teacher: Teacher, few_shot,
                 id_column: str | None = None) -> str:
     """Hash of everything that changes the samples (not infrastructure: engine, URLs, parallelism)."""
@@ -266,13 +254,15 @@ def config_hash(cfg: GenerateConfig, source_info: dict, teacher: Teacher, few_sh
     template = prompting.template_text(None, cfg.chat_template) if cfg.chat_template else None
     payload = {
         "teacher": identity, "source": {k: v for k, v in source_info.items() if k != "path"},
-        "columns": [cfg.prompt_column, cfg.answer_column, id_column or cfg.id_column], "limit": cfg.limit,
+        "columns": [cfg.problem_column, cfg.answer_column, id_column or cfg.id_column], "limit": cfg.limit,
         "system_prompt": cfg.system_prompt, "prompt_template": cfg.prompt_template, "few_shot": few_shot,
         "chat_template": template, "n": cfg.num_generations, "temperature": cfg.temperature, "top_p": cfg.top_p,
         "max_tokens": cfg.max_tokens, "seed": cfg.seed, "max_model_len": cfg.max_model_len, "dtype": cfg.dtype,
     }
     if cfg.logprobs:  # only when asked: runs without it keep the hash (and the partial dir) they always had
         payload["logprobs"] = cfg.logprobs
+    if cfg.prefill is not None:  # likewise
+        payload["prefill"] = cfg.prefill
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -298,10 +288,18 @@ def run(cfg: GenerateConfig, engine=None):
     local = Path(cfg.dataset).expanduser()
     if local.is_file() and local.stat().st_size == 0:
         raise UserError(f"dataset {cfg.dataset} is empty: nothing to generate")
+    shot_count = shots_module.parse_spec(cfg.few_shot_from)[1] if cfg.few_shot_from else 0
+    # a Hub dataset is streamed up to --limit rows: read as many more as the examples may leave out
     data, source = load_input(cfg.dataset, split=cfg.split, config=cfg.dataset_config, revision=cfg.revision,
-                              limit=cfg.limit)
-    prompts = build_prompts(data, cfg, few_shot)
+                              limit=cfg.limit + shot_count if cfg.limit else None)
+    shots = shots_module.load_shots(cfg, data, source) if cfg.few_shot_from else None
+    if shots is not None:
+        few_shot = shots.messages
+    prompts = build_prompts(data, cfg, few_shot, frozenset(shots.problems) if shots else frozenset())
     chash = config_hash(cfg, source.info, teacher, few_shot, prompts.id_column)
+    if shots is not None:
+        log.say(f"{len(shots.problems)} worked solution(s) of {shots.record['spec'].rpartition(':')[0]} as <think> "
+                f"examples; {prompts.excluded} row(s) of the dataset showing their problems left out of the prompts")
     if prompts.duplicates:
         log.say(f"{prompts.duplicates} row(s) repeat a prompt already taken: each prompt is sampled once "
                 f"({len(prompts)} prompts from {len(prompts) + prompts.duplicates} rows; recorded in the manifest)")
@@ -318,7 +316,8 @@ def run(cfg: GenerateConfig, engine=None):
                 print(f"pushed {existing.ref} to {hub.push(existing, cfg.push_to_hub)}")
             return existing
     job = GenerationJob(cfg=cfg, data=data, source=source, prompts=prompts, store=store, teacher=teacher,
-                        few_shot=few_shot, config_hash=chash, engine=engine)
+                        few_shot=few_shot, config_hash=chash, engine=engine,
+                        few_shot_from=shots.record if shots else None)
     if cfg.merge_shards:
         return finish(job)
     if cfg.temperature == 0 and cfg.num_generations > 1:
@@ -402,8 +401,14 @@ command after a crash; data parallel with --shard i/N).
 
 \b
   distill generate --teacher deepseek-ai/DeepSeek-R1-Distill-Qwen-7B --dataset openai/gsm8k --config main -n 4
-  distill generate --teacher bundled --dataset data/demo/train.jsonl --limit 8 -n 2 --max-tokens 256
+  distill generate --teacher bundled --dataset data/demo/train.jsonl --few-shot data/demo/few_shot.json \\
+      --limit 8 -n 2 --max-tokens 256
+  distill generate --teacher HuggingFaceTB/SmolLM2-1.7B-Instruct --dataset gsm8k_train.jsonl \\
+      --problem-column question --few-shot-from gsm8k_train.jsonl:4 --prefill '<think>\\n'
   distill generate --teacher deepseek-reasoner --engine openai --base-url https://api.deepseek.com \\
       --api-key-env DEEPSEEK_API_KEY --price-in 0.55 --price-out 2.19 --dataset ...
 
-See the docstring of distill/stages/generate/__init__.py for resuming, sharding and multi-node teachers."""
+A teacher that is not a reasoning model (an instruct model, the bundled one) writes no <think> block by
+itself: show it worked examples (--few-shot FILE, --few-shot-from DATASET:K) and/or start its answer with
+--prefill '<think>\\n'. See the docstring of distill/stages/generate/__init__.py for resuming, sharding and
+multi-node teachers."""

@@ -38,7 +38,8 @@ def has_reasoning_block(completion: str | None) -> bool:
 def no_reasoning_hint(share: float) -> str:
     return (f"only {share:.1%} of the samples have a <think>…</think> block: is the teacher a reasoning model? "
             "A non-reasoning teacher (an instruct model, the bundled one) needs worked examples: --few-shot FILE "
-            "(see data/demo/few_shot.json); `distill filter` rejects samples without the block as 'format'")
+            "(see data/demo/few_shot.json) or --few-shot-from DATASET:K, and/or --prefill '<think>\\n'; "
+            "`distill filter` rejects samples without the block as 'format'")
 
 
 def explicit_system_prompt(cfg, few_shot) -> str | None:
@@ -65,6 +66,7 @@ class GenerationJob:
     few_shot: list | None
     config_hash: str        # identity of everything that changes the samples
     engine: Any = None      # an open engine to reuse instead of starting one
+    few_shot_from: dict | None = None  # where --few-shot-from's examples came from (shots.Shots.record)
 
 
 def run_seed(seed: int, shard: int, count: int, runs_before: int) -> int:
@@ -79,6 +81,7 @@ def run_seed(seed: int, shard: int, count: int, runs_before: int) -> int:
 def generate_missing(job: GenerationJob, missing_by_prompt: dict[int, list[int]], shard: int, count: int) -> None:
     """Sample what ``missing_by_prompt`` lists ({prompt position: missing sample indices}) and persist each sample."""
     from distill.engines import Request, SamplingConfig, make_engine
+    from distill.engines import chat as prompting
     from distill.stages.generate import logprobs as token_logprobs
     from distill.stages.generate.store import new_run_id
 
@@ -98,6 +101,11 @@ def generate_missing(job: GenerationJob, missing_by_prompt: dict[int, list[int]]
             if own:
                 engine.close()
             raise
+    engine_format = engine.conversation_format()
+    template_prefill = engine_format.get("prefill")  # the chat template's own (e.g. "<think>\n"), put back already
+    if cfg.prefill is not None:
+        engine_format.update(prefill=prompting.effective_prefill(cfg.prefill, template_prefill),
+                             prefill_source="--prefill", template_prefill=template_prefill)
     run_id = new_run_id()
     stats: dict[str, Any] = {"run": run_id, "shard": f"{shard}/{count}", "seed": seed, "engine": cfg.engine,
                              "started_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -109,9 +117,11 @@ def generate_missing(job: GenerationJob, missing_by_prompt: dict[int, list[int]]
         store.create({"config_hash": job.config_hash, "name": cfg.name, "teacher": job.teacher.info,
                       "dataset": job.source.info})
         if not (store.path / CONVERSATION_FILE).exists():
-            (store.path / CONVERSATION_FILE).write_text(json.dumps(engine.conversation_format(), indent=2))
+            (store.path / CONVERSATION_FILE).write_text(json.dumps(engine_format, indent=2))
         writer = store.writer(f"{shard}of{count}", run_id)
-        requests = (Request(key=prompts.ids[p], messages=prompts.messages[p], sample_indices=indices)
+        # --prefill: a last message the engine's chat rendering continues (not stored in the rows' prompt)
+        tail = [prompting.prefill_message(cfg.prefill)] if cfg.prefill is not None else []
+        requests = (Request(key=prompts.ids[p], messages=prompts.messages[p] + tail, sample_indices=indices)
                     for p, indices in missing_by_prompt.items())
         sampling = SamplingConfig(n=cfg.num_generations, temperature=cfg.temperature, top_p=cfg.top_p,
                                   max_tokens=cfg.max_tokens, seed=seed, logprobs=cfg.logprobs)
@@ -121,7 +131,10 @@ def generate_missing(job: GenerationJob, missing_by_prompt: dict[int, list[int]]
             task = bar.add_task(f"{cfg.name} [{cfg.engine}]", total=mine, completed=mine - len(missing_by_prompt), samples=0,
                                 tps=0.0)
             for sample in engine.generate(requests, sampling):
-                record = {"id": sample.key, "sample_index": sample.index, "completion": sample.text,
+                text = sample.text
+                if cfg.prefill is not None and not sample.extra.get("error"):
+                    text = prompting.completion_with_prefill(text, cfg.prefill, template_prefill)
+                record = {"id": sample.key, "sample_index": sample.index, "completion": text,
                           "finish_reason": sample.finish_reason, "prompt_tokens": sample.prompt_tokens,
                           "completion_tokens": sample.completion_tokens, "run": run_id}
                 if sample.extra.get("error"):
@@ -163,7 +176,7 @@ def source_columns(column_names: list[str], cfg, answer_column: str | None,
     """(source name, output name) of the source columns carried into every row."""
     from distill.stages.generate.logprobs import COLUMNS as LOGPROB_COLUMNS
 
-    represented = {"problem": cfg.prompt_column, "answer": answer_column, "id": id_column}
+    represented = {"problem": cfg.problem_column, "answer": answer_column, "id": id_column}
     reserved = RESERVED + (LOGPROB_COLUMNS if cfg.logprobs else ())
     out = []
     for name in column_names:
@@ -257,6 +270,8 @@ def manifest_parts(job: GenerationJob, totals: dict[str, Any]) -> tuple[dict[str
     engine_format = json.loads(conversation_path.read_text()) if conversation_path.exists() else {}
     conversation = {**engine_format, "few_shot": job.few_shot,
                     "prompt_template": None if prompts.conversations else cfg.prompt_template}
+    if job.few_shot_from:
+        conversation["few_shot_from"] = {**job.few_shot_from, "excluded_rows": prompts.excluded}
     generation = {
         "config_hash": job.config_hash, "runs": runs, "shards": sorted({r.get("shard") for r in runs}),
         "engine_seconds": round(engine_seconds, 2), "load_seconds": round(sum(r.get("load_seconds", 0) for r in runs), 2),
@@ -272,9 +287,10 @@ def manifest_parts(job: GenerationJob, totals: dict[str, Any]) -> tuple[dict[str
                "engine_version": distribution_version("vllm") if cfg.engine == "vllm" else None,
                "base_url": cfg.base_url if cfg.engine == "openai" else None}
     source = {**job.source.info, "split": cfg.split, "config": cfg.dataset_config,
-              "prompt_column": cfg.prompt_column, "answer_column": prompts.answer_column,
+              "problem_column": cfg.problem_column, "answer_column": prompts.answer_column,
               "id_column": prompts.id_column, "limit": cfg.limit, "rows_used": len(prompts) + prompts.duplicates,
-              "prompts": len(prompts), "duplicate_prompts": prompts.duplicates}
+              "prompts": len(prompts), "duplicate_prompts": prompts.duplicates,
+              "few_shot_excluded_rows": prompts.excluded}
     sampling = {"n": cfg.num_generations, "temperature": cfg.temperature, "top_p": cfg.top_p,
                 "max_tokens": cfg.max_tokens, "seed": cfg.seed}
     extra: dict[str, Any] = {"conversation": conversation, "teacher": teacher, "source": source,

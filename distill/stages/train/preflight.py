@@ -202,14 +202,17 @@ def estimate_config(cfg, *, tokens: TokenCount | None = None, on_cpu: bool = Fal
         if capped < est.epochs:
             est.epochs = capped
             est.notes.append(f"--max-steps {cfg.max_steps} x {global_batch} rows stops after {capped:.2g} epochs")
+    published = PUBLISHED_RUNS.get(str(cfg.recipe))
+    published = published if published and published.model == cfg.model else None
     if tokens is not None:
         est.h100_hours = gpu_hours(tokens.tokens * est.epochs * est.flops_per_token)
         est.hours_source = f"{tokens.tokens * est.epochs:,.0f} tokens at {MFU:.0%} MFU"
-    else:
-        published = PUBLISHED_RUNS.get(str(cfg.recipe))
-        if published and published.model == cfg.model:
-            est.h100_hours = published.h100_hours * est.epochs / published.epochs
-            est.hours_source = published.text
+        if published:
+            est.notes.append(f"the run recipe {cfg.recipe} reproduces took {published.h100_hours:,.0f} H100 "
+                             f"GPU-hours for {published.epochs:g} epochs ({published.text})")
+    elif published:
+        est.h100_hours = published.h100_hours * est.epochs / published.epochs
+        est.hours_source = published.text
     if cfg.method != "sft":
         est.notes.append(f"--method {cfg.method}: sized as SFT; its rollouts, teacher or reference model are not "
                          "modelled")
@@ -364,7 +367,8 @@ def check(est: Estimate, hw: Hardware) -> tuple[bool, str]:
     else:
         need = (f"needs GPUs with >= {math.ceil(est.gpu_gib)} GiB each"
                 + (f" and >= {math.ceil(est.host_gib)} GiB host RAM" if est.offload else ""))
-    need = f"{est.model} ({est.params / 1e9:.1f}B params, {est.method} at {est.seq_len:,} tokens, {est.strategy}) {need}"
+    need = (f"{est.model} ({est.params / 1e9:.1f}B params, {est.method} at {est.seq_len:,} tokens, {est.strategy}) "
+            f"{need}")
     hours = hours_text(est)
     if est.on_cpu:  # the device memory is the RAM
         have = f"{hw.host_gib:.0f} GiB RAM"
@@ -383,12 +387,13 @@ def check(est: Estimate, hw: Hardware) -> tuple[bool, str]:
     if est.offload and hw.host_gib < est.host_gib:
         return False, f"host RAM too small ({hw.host_gib:.0f} GiB): {need}; {hours}"
     used = hw.gpus[: est.gpus_per_machine]
+    if hw.planned:
+        return True, f"{len(used)} x {used[0][1]:g} GiB GPU{'s' if len(used) > 1 else ''} (planned): fits. {hours}"
     speed = sum(peak_tflops(name) for name, _ in used) * est.machines / REFERENCE_TFLOPS
     per = "" if est.h100_hours is not None else " per million tokens"
     reference = est.h100_hours if est.h100_hours is not None else est.h100_hours_per_million
-    where = "planned" if hw.planned else f"{hw.host_gib:.0f} GiB RAM"
-    return True, (f"{len(used)} x {used[0][0]} ({used[0][1]:.0f} GiB), {where}: fits. {hours}; here about "
-                  f"{_hours(reference / speed)} h wall-clock{per}")
+    return True, (f"{len(used)} x {used[0][0]} ({used[0][1]:.0f} GiB), {hw.host_gib:.0f} GiB RAM: fits. {hours}; "
+                  f"here about {_hours(reference / speed)} h wall-clock{per}")
 
 
 def render(est: Estimate) -> str:

@@ -280,3 +280,21 @@ def test_an_unreachable_teacher_server_is_one_error_line(home, tiny_llama_dir):
         train.run(config(tiny_llama_dir, method="on-policy", teacher_base_url="http://127.0.0.1:9/v1", max_steps=1,
                          name="never"))
     assert "\n" not in str(error.value) and not (home / "checkpoints" / "never").exists()
+
+
+def test_wall_time_saves_a_checkpoint_every_n_minutes():
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    from distill.stages.train.callbacks import WallTimeSaveCallback
+
+    now = [0.0]
+    callback = WallTimeSaveCallback(10, clock=lambda: now[0])
+    args, state = TrainingArguments(output_dir="unused", report_to=[]), TrainerState()
+    now[0] = 599.0
+    assert not callback.on_step_end(args, state, TrainerControl()).should_save
+    now[0] = 600.0
+    assert callback.on_step_end(args, state, TrainerControl()).should_save
+    callback.on_save(args, state, TrainerControl())  # the clock restarts at each save
+    now[0] = 1100.0
+    assert not callback.on_step_end(args, state, TrainerControl()).should_save
+    assert not WallTimeSaveCallback(0, clock=lambda: 1e9).on_step_end(args, state, TrainerControl()).should_save

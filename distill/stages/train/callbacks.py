@@ -66,6 +66,27 @@ class PreemptionCallback(TrainerCallback):
         return control
 
 
+class WallTimeSaveCallback(TrainerCallback):
+    """Also save a resumable checkpoint every `minutes` of training (not only every save_steps), so a short run
+    killed mid-way (kill -9, OOM, a lost node: no SIGTERM to catch) loses at most that much work."""
+
+    def __init__(self, minutes: float, clock=None) -> None:
+        import time
+
+        self.seconds = minutes * 60
+        self.clock = clock or time.monotonic
+        self.last = self.clock()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.seconds > 0 and self.clock() - self.last >= self.seconds:
+            control.should_save = True
+        return control
+
+    def on_save(self, args, state, control, **kwargs):
+        self.last = self.clock()
+        return control
+
+
 class StepBudgetReached(Exception):
     """The run resumed from a checkpoint that already holds every step of its budget."""
 

@@ -14,7 +14,7 @@ TRACKERS = ("auto", "none", "tensorboard", "wandb", "mlflow", "trackio", "comet_
 # Keys that do not change what is trained: left out of the run hash that names the resume directory.
 NOT_HASHED = ("name", "push_to_hub", "report_to", "run_name", "project", "resume", "keep_run_dir", "merge", "dataset_num_proc",
               "logging_steps", "machine_rank", "main_process_ip", "main_process_port", "accelerate_config",
-              "recipe", "save_total_limit")
+              "recipe", "save_total_limit", "save_minutes")
 
 
 @dataclass
@@ -102,6 +102,8 @@ class TrainConfig:
 
     # ------------------------------------------------------------------ checkpoints and tracking
     save_steps: int = option(500, help="Save a resumable trainer checkpoint every N steps (outside the artifact).")
+    save_minutes: float = option(10.0, help="Also save a resumable trainer checkpoint every N minutes of training "
+                                 "(0 = only every save_steps): a run killed without warning loses at most that.")
     save_total_limit: int = option(2, help="Resumable trainer checkpoints kept.")
     logging_steps: int = option(10, help="Log the loss every N steps.")
     resume: bool = option(True, help="Resume from the last trainer checkpoint of an identical run.")
@@ -214,7 +216,8 @@ class TrainConfig:
                   ("eval_max_rows", self.eval_max_rows, self.eval_max_rows >= 1),
                   ("save_total_limit", self.save_total_limit, self.save_total_limit >= 1),
                   ("temperature", self.temperature, self.temperature >= 0),
-                  ("top_p", self.top_p, 0 < self.top_p <= 1)]
+                  ("top_p", self.top_p, 0 < self.top_p <= 1),
+                  ("save_minutes", self.save_minutes, 0 <= self.save_minutes <= 100_000)]
         for key, value, ok in checks:
             if not ok or (isinstance(value, float) and not math.isfinite(value)):
                 raise UserError(f"{key} {value} is out of range (see `distill train --help`)")

@@ -23,17 +23,24 @@ def resolve_student(spec: str) -> tuple[str, artifacts.Artifact | None]:
 
 
 def resolve_precision(precision: str) -> str:
-    if precision != "auto":
-        return precision
-    import torch
+    """bf16, fp16 or fp32 for --precision (auto: bf16 on a GPU or CPU with bf16 units, see precision.choose)."""
+    return choose_precision(precision)["precision"]
 
-    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+
+def choose_precision(precision: str) -> dict:
+    """{"precision": ..., "reason": ...}: what --precision resolves to on this machine and why (for the log and
+    the manifest)."""
+    from distill.stages.train.precision import choose
+
+    return choose(precision)
 
 
 def torch_dtype(precision: str):
-    import torch
+    """The dtype the student's weights load in: bf16 on a GPU; on a CPU fp32 even for bf16, which there means
+    autocast over fp32 master weights (bf16 weights would lose the small updates the optimizer makes)."""
+    from distill.stages.train.precision import load_dtype
 
-    return {"bf16": torch.bfloat16, "fp16": torch.float32, "fp32": torch.float32}[precision]
+    return load_dtype(precision)
 
 
 def load_tokenizer(path: str, revision: str | None = None):

@@ -212,7 +212,8 @@ def make_trainer(cfg: TrainConfig, prepared: Prepared, common: dict, student_pat
     model = student.load_model(student_path, cfg, precision)
     if special["pad_added"]:
         model.resize_token_embeddings(len(tokenizer))
-    callbacks = [cb.PreemptionCallback(), cb.TrackerConfigCallback(to_dict(cfg)), cb.StepBudgetCallback()]
+    callbacks = [cb.PreemptionCallback(), cb.TrackerConfigCallback(to_dict(cfg)), cb.StepBudgetCallback(),
+                 cb.WallTimeSaveCallback(cfg.save_minutes)]
     peft = student.lora_config(cfg) if cfg.lora else None
     if cfg.method == "sft":
         from trl import SFTTrainer

@@ -53,6 +53,13 @@ lint: install
 bench: install
 	$(PY) bench/run.py --output bench/RESULTS.md
 
+# One GPU's SFT / LoRA / QLoRA / on-policy / GRPO throughput, MFU and memory on random-weight 1.5B and 7B shapes
+# (<= 8 min on an H100/H200). No install step: it needs only torch, transformers, accelerate and peft, and runs on
+# .venv's python when there is one, else python3 (a GPU machine may be offline with those preinstalled).
+GPU_CHECK_PY ?= $(shell test -x $(PY) && echo $(PY) || echo python3)
+gpu-check:
+	$(GPU_CHECK_PY) scripts/gpu_check.py --out gpu_check.json
+
 reproduce-openthoughts: install
 	$(PY) scripts/reproduce_openthoughts.py
 

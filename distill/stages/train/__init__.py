@@ -86,7 +86,9 @@ def _train(cfg: TrainConfig):
         tokenizer.padding_side = "left"  # TRL's samplers left-pad prompts; restored before the tokenizer is saved
         tokenizer.chat_template = plan.inference  # the student is prompted with the template it is trained with
 
-    precision = student.resolve_precision(cfg.precision)
+    choice = student.choose_precision(cfg.precision)
+    precision = choice["precision"]
+    say(f"precision {precision}: {choice['reason']}")
     accumulation = _accumulation(cfg, launch.world_size())
     if cfg.method == "grpo":
         from distill.stages.train import grpo

@@ -10,10 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 # CPU flags (Linux /proc/cpuinfo names) of instructions that compute bf16 products natively. Without them
-# oneDNN emulates bf16 by converting to fp32, so autocast could only add casts (not measured). Measured with bench/bench_precision.py
-# (SmolLM2-135M full fine-tune, batch 8 x 200 tokens, fp32 and bf16 steps interleaved) on the project's 2-core
-# AMD EPYC with avx512_bf16, shared with other jobs: bf16 autocast 2.66x fp32 (median; 2.60x by process CPU
-# time; 7.3-7.8 s vs 2.6-3.1 s a step in quiet rounds) and 2.2x in a busier run; the loss agrees within 0.1 %.
+# oneDNN emulates bf16 by converting to fp32, so autocast could only add casts (not measured).
+# Measured with bench/bench_precision.py (SmolLM2-135M full fine-tune, batch 8 x 200 tokens, fp32 and bf16
+# steps interleaved) on the project's 2-core AMD EPYC with avx512_bf16, shared with other jobs, four runs:
+# bf16 autocast / fp32 tokens/s = 2.66x (quiet: 7.3-7.8 s vs 2.6-3.1 s a step), 2.2x, 1.53x and 1.31x (load
+# average 11 on 2 cores) by median; by process CPU time 2.60x and 1.61x. A batch's loss agrees within 0.1 %.
 # Not measured: ARM's bf16 (Graviton 3, Apple M2+), so those stay fp32.
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 

@@ -133,7 +133,7 @@ def _content_hash(ref) -> str | None:
 MANAGED = ("use_vllm", "vllm_mode", "remove_unused_columns", "eval_strategy", "disable_dropout", "log_completions",
            "reward_weights", "packing_strategy", "include_num_input_tokens_seen", "output_dir", "bf16", "fp16",
            "save_strategy", "warmup_steps", "data_seed", "logging_first_step", "ddp_find_unused_parameters",
-           "gradient_checkpointing_kwargs", "disable_tqdm")
+           "gradient_checkpointing_kwargs", "disable_tqdm", "use_cpu")
 
 
 def trainer_config_class(method: str):
@@ -183,6 +183,8 @@ def trainer_overrides(cfg: TrainConfig) -> dict:
 def common_args(cfg: TrainConfig, run_name: str, report_to: list[str], precision: str, accumulation: int,
                 run_dir: Path, world: int) -> dict:
     """TrainingArguments every method shares (plus the `trainer.KEY` pass-through)."""
+    from distill.stages.train.precision import trainer_args as precision_args
+
     extra = trainer_overrides(cfg)
     if cfg.project:
         extra["project"] = cfg.project
@@ -191,7 +193,7 @@ def common_args(cfg: TrainConfig, run_name: str, report_to: list[str], precision
         max_steps=cfg.max_steps, learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler_type,
         warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay, optim=cfg.optim,
         per_device_train_batch_size=cfg.per_device_train_batch_size, gradient_accumulation_steps=accumulation,
-        max_grad_norm=cfg.max_grad_norm, bf16=precision == "bf16", fp16=precision == "fp16",
+        max_grad_norm=cfg.max_grad_norm, **precision_args(precision),
         gradient_checkpointing=cfg.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
         use_liger_kernel=cfg.use_liger_kernel, seed=cfg.seed, data_seed=cfg.seed, logging_steps=cfg.logging_steps,

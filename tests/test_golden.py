@@ -44,9 +44,9 @@ GOLDEN_FILTER = {
     "rejected": 28,
     "rejected_by_reason": {"incomplete": 2, "format": 7, "incorrect": 6, "unverified": 3, "language": 2,
                            "length": 1, "contaminated": 2, "duplicate": 2, "near_duplicate": 1, "over_cap": 2},
-    "train_sha256": "62f4abe501c1cb163267dd872a680047e86d9d1389200b3888cdfdb643c599c8",
-    "rejected_sha256": "fefd0c1c53e4d263000dd3c30cf9b19d1296939837171eee4ff7800df2066fc4",
-    "content_sha256": "b0f77d3009f266233eed9d1a3decf0631982cd2c87ce78a256ebf5a3aa030dee",
+    "train_sha256": "bedaa045ae5dbc29b7140d6147185750810adc949bcc2f8295041a673d691280",
+    "rejected_sha256": "0600c597c8751882c1f1d005f073a93e5401cad13681be2a6541f078d05f235c",
+    "content_sha256": "49c056261e7c8bb0ae02094b371ba06c1bfd20946aafefa0d0ffa449c0677945",
 }
 
 # ---------------------------------------------------------------------------- importers

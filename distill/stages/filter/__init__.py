@@ -9,14 +9,19 @@
 
 Checks, in this order (a row's ``reject_reason`` is the first that fails; ``--skip NAME`` turns one off):
 complete (not cut off: finish_reason ``length``), format (one ``<think>`` block at the start and a
-non-empty answer; OpenThoughts / ``<reasoning_process>`` markers normalized), correct (math via
+non-empty answer; OpenThoughts / ``<reasoning_process>`` markers normalized), tail (over
+``--max-tail-chars`` of text after the final ``\\boxed{}`` / "answer:" line), repetition (a loop: a word
+n-gram more than ``--repetition-max-count`` times, or a unit of 1-50 words repeated
+``--repetition-loop-repeats`` times in a row over ``--repetition-loop-share`` of the completion; numbers
+are compared as written, so a long calculation is no loop; ``distill.verify.shape``), correct (math via
 math-verify on the answer part, multiple choice, code in the sandbox; ``unverified`` rows — no
 reference, or a check killed at ``--timeout`` — are dropped unless ``--keep-unverified``), language
 (reasoning in the prompt's script), length (completion tokens), decontamination (word n-gram / fuzzy
 overlap with benchmarks), dedup (identical / near-identical completions of one prompt), max_per_prompt.
 
 Output: a ``filtered`` artifact, split ``train`` (kept rows) and ``rejected``, both with every check's
-result as columns; stats (counts per reason, funnel, kept per prompt, yield) in the manifest. Same
+result as columns; stats (counts per reason, funnel, kept per prompt, yield, reasoning/answer length
+ratio of the kept rows: median and p95) in the manifest. Same
 input and config give the same content hash, whatever ``--num-proc``.
 """
 
@@ -51,11 +56,24 @@ class FilterConfig(GradeOptions):
     id_column: str = option("id", "Column identifying the prompt (rows sharing it are samples of one prompt); "
                                   "without it, the problem text is used.")
     test_cases_column: str = option("test_cases", "Column with the tests of code rows.")
-    skip: list[str] = option([], "Checks to turn off (repeatable): complete, format, correct, language, length, "
-                                 "decontamination, dedup.")
+    skip: list[str] = option([], "Checks to turn off (repeatable): complete, format, tail, repetition, correct, "
+                                 "language, length, decontamination, dedup.")
     keep_unverified: bool = option(False, "Keep rows whose answer could not be verified (no reference, timeout).")
     require_reference: bool = option(False, "Fail when a math or multiple-choice row has no reference answer.")
     max_language_mix: float = option(0.05, "Largest share of reasoning words in another script than the prompt's.")
+    max_tail_chars: int = option(500, "Reject a row whose answer part runs on for more characters than this after "
+                                      "its final \\boxed{} (or 'answer:' line): one or two closing sentences fit; "
+                                      "'I hope this helps!' said 30 times (~570) does not. Code rows are not measured.")
+    repetition_ngram: int = option(20, "Word n-gram size of the repetition check (digits and case kept, so "
+                                       "'3+4=7' and '7+4=11' differ; CJK and other scripts without spaces: one "
+                                       "character a word).")
+    repetition_max_count: int = option(20, "Reject a row in which one --repetition-ngram n-gram occurs more than "
+                                           "this many times (AM-Thinking's filter: a 20-gram more than 20 times).")
+    repetition_loop_repeats: int = option(8, "Reject a row in which a unit of 1-50 words is repeated this many times "
+                                             "in a row, covering at least --repetition-loop-share of the completion "
+                                             "(short loops the n-gram count misses).")
+    repetition_loop_share: float = option(0.3, "Share of the completion's words a consecutive loop must cover to "
+                                               "reject the row (see --repetition-loop-repeats).")
     min_tokens: int = option(0, "Minimum completion tokens.")
     max_tokens: Optional[int] = option(None, "Maximum completion tokens.")
     tokenizer: str | None = option(None, "Tokenizer (model dir, checkpoint ref or Hub id) to count tokens when the "
@@ -95,6 +113,10 @@ class FilterConfig(GradeOptions):
         checks = [("--max-language-mix", 0 <= self.max_language_mix <= 1),
                   ("--near-duplicate-threshold", 0 < self.near_duplicate_threshold <= 1),
                   ("--fuzzy-threshold", 0 < self.fuzzy_threshold <= 1), ("--ngram", self.ngram >= 1),
+                  ("--max-tail-chars", self.max_tail_chars >= 1), ("--repetition-ngram", self.repetition_ngram >= 1),
+                  ("--repetition-max-count", self.repetition_max_count >= 1),
+                  ("--repetition-loop-repeats", self.repetition_loop_repeats >= 1),
+                  ("--repetition-loop-share", 0 < self.repetition_loop_share <= 1),
                   ("--max-per-prompt", self.max_per_prompt is None or self.max_per_prompt >= 1),
                   ("--min-tokens", self.min_tokens >= 0),
                   ("--max-tokens", self.max_tokens is None or self.max_tokens >= self.min_tokens)]
@@ -214,6 +236,7 @@ def run(cfg: FilterConfig):
 def _run(cfg: FilterConfig):
     """read -> measure (language, grade, tokens, contamination) -> reject reasons -> dedup / cap -> write."""
     from distill import artifacts
+    from distill.stages.filter import features
     from distill.verify.grader import make_pool
     from distill.verify.pool import available_cpus
 
@@ -228,8 +251,8 @@ def _run(cfg: FilterConfig):
         columns["dedup"] = _dedup(cfg, rows["group"], reasons, measured.num_tokens, pool, rows["completion"],
                                   "dedup" not in cfg.skip)
     columns["reject_reason"] = reasons
-    stats = _stats(cfg, rows, measured.graded, reasons, measured.num_tokens, measured.token_source, index,
-                   measured.contaminated, set(cfg.skip))
+    stats = features.run_stats(cfg, rows, measured.graded, reasons, measured.num_tokens, measured.token_source,
+                               index, measured.contaminated, set(cfg.skip))
     stats["seconds"] = round(time.monotonic() - started, 2)
     stats["rows_per_s"] = round(len(data) / max(stats["seconds"], 1e-9), 1)
     return _write(cfg, data, source, columns, reasons, stats)
@@ -270,6 +293,8 @@ class _Measured:
     """What the per-row checks measured (one entry per row)."""
 
     features: list        # (language_ok, language_mix, script) or (None, None, None) when not checked
+    shapes: list          # TraceShape (distill.verify.shape) or None when not checked
+    tails: list           # characters after the final answer, or None when not measured
     graded: list          # GradeResult: complete, format, verdict
     num_tokens: list
     token_source: str
@@ -282,15 +307,19 @@ def _measure(cfg: FilterConfig, rows, tokenizer, index, pool, num_proc: int, pro
     from distill.verify.length import count_tokens
 
     n = len(rows["completion"])
-    feats = [(None, None, None)] * n
-    if "language" not in cfg.skip:
-        task = progress.add_task("checking language", total=n)
-        payloads = [(c, p, cfg.assume_prefilled_think, cfg.max_language_mix)
-                    for c, p in zip(rows["completion"], rows["problem"], strict=True)]
-        feats = pool.map(features.row_features, payloads, timeout_s=max(60.0, cfg.timeout * 4),
-                         on_timeout=lambda _: (False, 1.0, "timeout"),
-                         on_error=lambda _, msg: (False, 1.0, "error"),
+    want_language, want_shape = "language" not in cfg.skip, "repetition" not in cfg.skip
+    found = [((None, None, None), None, None)] * n
+    if want_language or want_shape or "tail" not in cfg.skip:
+        task = progress.add_task("checking language and trace shape", total=n)
+        payloads = [(c, p, cfg.assume_prefilled_think, cfg.max_language_mix, want_language,
+                     cfg.repetition_ngram if want_shape else 0, "tail" not in cfg.skip and d != "code")
+                    for c, p, d in zip(rows["completion"], rows["problem"], rows["domain"], strict=True)]
+        # a check that overruns or fails fails the language check (as before) and leaves the shape unmeasured
+        found = pool.map(features.row_checks, payloads, timeout_s=max(60.0, cfg.timeout * 4),
+                         on_timeout=lambda _: ((False, 1.0, "timeout"), None, None),
+                         on_error=lambda _, msg: ((False, 1.0, "error"), None, None),
                          progress=lambda k: progress.advance(task, k))
+    feats, shapes, tails = (list(column) for column in zip(*found, strict=True))
     task = progress.add_task("grading answers", total=n)
     items = [GradeItem(completion=c, domain=d, reference=r, finish_reason=f, problem=p, test_cases=t,
                        fn_name=fn, starter_code=s)
@@ -301,12 +330,13 @@ def _measure(cfg: FilterConfig, rows, tokenizer, index, pool, num_proc: int, pro
                          progress=lambda k: progress.advance(task, k))
     num_tokens, token_source = count_tokens(rows["completion"], rows["reported_tokens"], tokenizer)
     contaminated = [index.match(p) if index else None for p in rows["problem"]]
-    return _Measured(feats, graded, num_tokens, token_source, contaminated)
+    return _Measured(feats, shapes, tails, graded, num_tokens, token_source, contaminated)
 
 
 def _reject_reasons(cfg: FilterConfig, measured: _Measured) -> tuple[dict[str, list], list[str | None]]:
     """Each row's check columns and its reject reason: the first check, in order, that it fails."""
     from distill.verify.length import check_length
+    from distill.verify.shape import is_loop
 
     skip, want_language = set(cfg.skip), "language" not in cfg.skip
     columns: dict[str, list] = {k: [] for k in _CHECK_FEATURES}
@@ -315,8 +345,13 @@ def _reject_reasons(cfg: FilterConfig, measured: _Measured) -> tuple[dict[str, l
         language_ok, mix, script = measured.features[i]
         verdict, contaminated = result.verdict, measured.contaminated[i]
         length_ok = check_length(measured.num_tokens[i], cfg.min_tokens, cfg.max_tokens)
+        shape, tail = measured.shapes[i], measured.tails[i]  # None: not measured, never a reject
+        looping = shape is not None and is_loop(shape, cfg.repetition_max_count, cfg.repetition_loop_repeats,
+                                                cfg.repetition_loop_share)
         failed = [("incomplete", "complete" not in skip and not result.complete),
                   ("format", "format" not in skip and not result.well_formed),
+                  ("tail", tail is not None and tail > cfg.max_tail_chars),
+                  ("repetition", looping),
                   ("incorrect", "correct" not in skip and verdict.status == "incorrect"),
                   ("unverified", "correct" not in skip and verdict.status == "unverified"
                    and not cfg.keep_unverified),
@@ -330,7 +365,10 @@ def _reject_reasons(cfg: FilterConfig, measured: _Measured) -> tuple[dict[str, l
                            ("language_ok", language_ok if want_language else None),
                            ("language_mix", mix if want_language else None),
                            ("script", script if want_language else None), ("num_tokens", measured.num_tokens[i]),
-                           ("length_ok", length_ok), ("contaminated_by", contaminated)):
+                           ("length_ok", length_ok), ("contaminated_by", contaminated), ("tail_chars", tail),
+                           ("max_ngram_repeats", shape and shape.max_ngram_repeats),
+                           ("loop_repeats", shape and shape.loop_repeats),
+                           ("loop_period", shape and shape.loop_period), ("loop_share", shape and shape.loop_share)):
             columns[key].append(value)
     return columns, reasons
 
@@ -400,8 +438,9 @@ def _dedup(cfg, groups_of, reasons, num_tokens, pool, completions, want_dedup) -
 _CHECK_FEATURES = {
     "complete": "bool", "format_ok": "bool", "format_reason": "string", "verdict": "string", "predicted": "string",
     "verdict_reason": "string", "language_ok": "bool", "language_mix": "float64", "script": "string",
-    "num_tokens": "int64", "length_ok": "bool", "contaminated_by": "string", "dedup": "string",
-    "reject_reason": "string",
+    "num_tokens": "int64", "length_ok": "bool", "contaminated_by": "string", "tail_chars": "int64",
+    "max_ngram_repeats": "int64", "loop_repeats": "int64", "loop_period": "int64", "loop_share": "float64",
+    "dedup": "string", "reject_reason": "string",
 }
 
 
@@ -422,46 +461,6 @@ def _build_output(data, columns: dict[str, list], reasons: list[str | None]):
     kept = [i for i, r in enumerate(reasons) if r is None]
     rejected = [i for i, r in enumerate(reasons) if r is not None]
     return datasets.DatasetDict({"train": full.select(kept), "rejected": full.select(rejected)})
-
-
-def _stats(cfg, rows, graded, reasons, num_tokens, token_source, index, contaminated, skip) -> dict:
-    from collections import Counter
-
-    from distill.stages.filter.features import REASONS, funnel
-
-    n = len(reasons)
-    kept = [i for i, r in enumerate(reasons) if r is None]
-    counts = Counter(r for r in reasons if r)
-    per_prompt = Counter(rows["group"][i] for i in kept)
-    prompts = list(dict.fromkeys(rows["group"]))
-    kept_counts = [per_prompt.get(g, 0) for g in prompts]
-    kept_tokens = sorted(num_tokens[i] for i in kept)
-    return {
-        "input_rows": n,
-        "kept": len(kept),
-        "rejected": n - len(kept),
-        "yield": round(len(kept) / n, 4),
-        "rejected_by_reason": {r: counts.get(r, 0) for r in REASONS},
-        "funnel": funnel(reasons, skip),
-        "verdicts": dict(sorted(Counter(g.verdict.status for g in graded).items())),
-        "format_reasons": dict(sorted(Counter(g.format_reason for g in graded).items())),
-        "timeouts": sum(1 for g in graded if g.verdict.details.get("timeout")),
-        "domains": dict(sorted(Counter(rows["domain"]).items())),
-        "prompts": len(prompts),
-        "prompts_kept": sum(1 for c in kept_counts if c),
-        "kept_per_prompt": {"mean": round(sum(kept_counts) / max(len(prompts), 1), 3),
-                            "min": min(kept_counts, default=0), "max": max(kept_counts, default=0),
-                            "histogram": {str(k): v for k, v in sorted(Counter(kept_counts).items())}},
-        "num_tokens_kept": {"mean": round(sum(kept_tokens) / len(kept_tokens), 1) if kept_tokens else 0,
-                            "median": kept_tokens[len(kept_tokens) // 2] if kept_tokens else 0,
-                            "max": kept_tokens[-1] if kept_tokens else 0, "source": token_source},
-        "decontamination": None if index is None else {
-            "benchmarks": index.sizes, "ngram": cfg.ngram,
-            "fuzzy_threshold": cfg.fuzzy_threshold if cfg.fuzzy_decontamination else None,
-            "contaminated_rows": sum(1 for c in contaminated if c),
-            "by_benchmark": dict(sorted(Counter(c for c in contaminated if c).items()))},
-        "skipped_checks": sorted(skip),
-    }
 
 
 def _conversation(parent):

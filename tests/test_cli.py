@@ -133,7 +133,7 @@ def test_print_config_shows_the_resolved_config_and_runs_nothing(home):
     assert not home.exists()  # nothing ran, nothing was written
     evaluation = yaml.safe_load(run_cli("eval", "--model", "bundled", "--benchmark", "aime24", "--protocol", "open-r1",
                                         "--print-config", home=home).stdout)
-    assert evaluation["n"] is None and evaluation["resolved"]["samples_per_problem"] == {"aime24": 64}
+    assert evaluation["num_generations"] is None and evaluation["resolved"]["samples_per_problem"] == {"aime24": 64}
     assert (evaluation["resolved"]["temperature"], evaluation["resolved"]["top_p"]) == (0.6, 0.95)
     bad = run_cli("train", "--recipe", "smol-demo", "--dataset", "x", "--precision", "fp8", "--print-config", home=home)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: precision 'fp8' unknown")

@@ -112,3 +112,19 @@ def test_bad_grpo_input_is_one_error_line(home, tiny_qwen2_dir, case):
     if case == "unknown-reward":
         assert "accuracy" in errors[0] and "format" in errors[0]
     assert not (home / "checkpoints" / "bad").exists()
+
+
+@pytest.mark.train
+def test_grpo_sigterm_mid_run_resumes_to_the_same_step_count(home, tiny_qwen2_dir, monkeypatch):
+    from distill.stages.train import callbacks
+
+    make_filtered(rows=_rows())
+    same = dict(method="grpo", max_steps=3, save_steps=1, name="rl-pre", num_generations=2,
+                per_device_train_batch_size=2, max_completion_length=8, reward=["accuracy", "format"])
+    monkeypatch.setenv(callbacks.SIGTERM_AT_STEP_ENV, "2")
+    with pytest.raises(SystemExit) as stopped:
+        train.run(config(tiny_qwen2_dir, **same))
+    assert stopped.value.code == 143 and not (home / "checkpoints" / "rl-pre" / "v0001").exists()
+    monkeypatch.delenv(callbacks.SIGTERM_AT_STEP_ENV)
+    resumed = train.run(config(tiny_qwen2_dir, **same))
+    assert resumed.manifest["trainer_state"]["global_step"] == 3

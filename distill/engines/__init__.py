@@ -95,7 +95,8 @@ class EngineOptions:
     max_model_len: Optional[int] = option(None, "vllm: context length (default: the model's).")
     gpu_memory_utilization: Optional[float] = option(None, "vllm: share of GPU memory to use (default 0.9).")
     dtype: str = option("auto", "vllm: weights dtype (auto, bfloat16, float16, float32).")
-    enforce_eager: bool = option(False, "vllm: no CUDA graphs / compilation; starts much faster (CPU, tests).")
+    enforce_eager: bool = option(False, "vllm: no CUDA graphs / compilation; starts much faster. Always on a CPU "
+                                 "(DISTILL_VLLM_COMPILE=1 compiles there).")
     max_num_seqs: Optional[int] = option(None, "vllm: sequences decoded together (default: vLLM's).")
     base_url: Optional[str] = option(None, "openai: server URL, e.g. http://127.0.0.1:8000/v1.")
     api_key_env: Optional[str] = option(None, "openai: name of the env var holding the API key (never stored).")

@@ -122,7 +122,8 @@ def _train(cfg: TrainConfig):
         student_artifact=student_artifact, tokenizer=tokenizer, special=special, precision=precision,
         train_stats=prepared.train_stats, eval_stats=prepared.eval_stats, metrics=metrics, trainer=trainer,
         run_dir=run_dir, final_dir=final_dir, train_rows=prepared.train_rows, prompt_template=prompt_template,
-        accumulation=accumulation, method=prepared.method, teacher=prepared.teacher))
+        accumulation=accumulation, method=prepared.method, teacher=prepared.teacher,
+        precision_reason=choice["reason"]))
     if not cfg.keep_run_dir:
         shutil.rmtree(run_dir, ignore_errors=True)
     say(f"wrote {artifact.ref} at {artifact.path}" + (f" (eval loss {metrics['eval_loss']:.4f})"

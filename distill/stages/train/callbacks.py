@@ -160,15 +160,7 @@ def plot_loss_curve(log_history: list[dict], path, title: str = "") -> bool:
         ax.plot(*zip(*train, strict=False), label="train loss", color="#1f77b4")
     if evals:
         ax.plot(*zip(*evals, strict=False), "o-", label="eval loss", color="#d62728")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss (trained tokens)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return True
+    return _save_curve(fig, ax, "loss (trained tokens)", title, path)
 
 
 def plot_reward_curve(log_history: list[dict], path, title: str = "") -> bool:
@@ -192,8 +184,14 @@ def plot_reward_curve(log_history: list[dict], path, title: str = "") -> bool:
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     for label, points in sorted(series.items()):
         ax.plot(*zip(*points, strict=False), label=label, linewidth=2.2 if label == "reward" else 1.2)
+    return _save_curve(fig, ax, "mean reward", title, path)
+
+
+def _save_curve(fig, ax, ylabel: str, title: str, path) -> bool:
+    import matplotlib.pyplot as plt
+
     ax.set_xlabel("optimizer step")
-    ax.set_ylabel("mean reward")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()

@@ -49,6 +49,7 @@ class TrainingRun:
     accumulation: int
     method: dict            # the method and its settings (prepare.Prepared.method)
     teacher: dict | None = None  # on-policy: the teacher's spec, resolved path, artifact, content hash
+    precision_reason: str = ""   # why --precision resolved as it did (printed at the start too)
 
 
 def commit(cfg: TrainConfig, run: TrainingRun):
@@ -124,7 +125,7 @@ def _record_manifest(cfg: TrainConfig, run: TrainingRun, writer, conversation: d
                  "ref": run.student_artifact.ref if run.student_artifact else None},
         datasets=[{**d, "sha256": d["source"].get("sha256")} for d in run.mix["datasets"]],
         training={"recipe": cfg.recipe, "overrides": overrides(cfg), "precision": run.precision,
-                  "precision_reason": _precision_reason(cfg.precision),
+                  "precision_reason": run.precision_reason,
                   "gradient_accumulation_steps": run.accumulation, "world_size": args.world_size,
                   "adapter": bool(cfg.lora), "merged": bool(cfg.merge), "run_name": args.run_name,
                   "report_to": args.report_to, "special_tokens": run.special,
@@ -132,12 +133,6 @@ def _record_manifest(cfg: TrainConfig, run: TrainingRun, writer, conversation: d
         trainer_state={"global_step": state.global_step, "epoch": state.epoch, "max_steps": state.max_steps,
                        "num_input_tokens_seen": state.num_input_tokens_seen, "total_flos": state.total_flos,
                        "train_loss": metrics.get("train_loss"), "eval_loss": metrics.get("eval_loss")})
-
-
-def _precision_reason(precision: str) -> str:
-    from distill.stages.train import model as student
-
-    return student.choose_precision(precision)["reason"]
 
 
 def overrides(cfg: TrainConfig) -> dict:

@@ -125,6 +125,38 @@ def _with_system(messages: list[dict], system: str | None, replace: bool) -> lis
     return ([{"role": "system", "content": system}] if system else []) + rest
 
 
+def prompt_column_turns(prompt, cfg) -> list[dict] | None:
+    """The turns of a `prompt` cell (messages as `distill generate` wrote them, or a string); few-shot turns
+    dropped unless --keep-few-shot. None when the cell holds no prompt."""
+    if isinstance(prompt, list) and prompt:
+        messages = _clean(prompt)
+        if not cfg.keep_few_shot:
+            users = [m for m in messages if m["role"] == "user"]
+            messages = [m for m in messages if m["role"] == "system"][:1] + users[-1:]
+        return messages
+    if isinstance(prompt, str) and prompt.strip():
+        return [{"role": "user", "content": prompt}]
+    return None
+
+
+def problem_turns(row: dict, cfg, prompt_template: str | None) -> list[dict] | None:
+    """One user turn: the problem column through the prompt template; None without a problem."""
+    problem = row.get(cfg.problem_column)
+    if not isinstance(problem, str) or not problem.strip():
+        return None
+    return [{"role": "user", "content": prompt_template.replace("{problem}", problem) if prompt_template else problem}]
+
+
+def apply_system(messages: list[dict], row: dict, cfg, default_system: str | None) -> list[dict]:
+    """--system-prompt, else the row's own `system` column, else the traces' system prompt (kept if present)."""
+    row_system = row.get("system") if isinstance(row.get("system"), str) and row.get("system").strip() else None
+    if cfg.system_prompt is not None:
+        return _with_system(messages, cfg.system_prompt, replace=True)
+    if row_system:
+        return _with_system(messages, row_system, replace=True)
+    return _with_system(messages, default_system, replace=False)
+
+
 def row_messages(row: dict, fmt: str, cfg, default_system: str | None, prompt_template: str | None
                  ) -> tuple[list[dict] | None, bool]:
     """One row -> (conversation or None when unusable, had reasoning). Pure."""
@@ -132,20 +164,9 @@ def row_messages(row: dict, fmt: str, cfg, default_system: str | None, prompt_te
         completion = row.get(cfg.completion_column)
         if not isinstance(completion, str) or not completion.strip():
             return None, False
-        prompt = row.get("prompt")
-        if isinstance(prompt, list) and prompt:
-            messages = _clean(prompt)
-            if not cfg.keep_few_shot:
-                users = [m for m in messages if m["role"] == "user"]
-                messages = [m for m in messages if m["role"] == "system"][:1] + users[-1:]
-        elif isinstance(prompt, str) and prompt.strip():
-            messages = [{"role": "user", "content": prompt}]
-        else:
-            problem = row.get(cfg.problem_column)
-            if not isinstance(problem, str) or not problem.strip():
-                return None, False
-            text = prompt_template.replace("{problem}", problem) if prompt_template else problem
-            messages = [{"role": "user", "content": text}]
+        messages = prompt_column_turns(row.get("prompt"), cfg) or problem_turns(row, cfg, prompt_template)
+        if messages is None:
+            return None, False
         content, reasoned = format_completion(completion) if cfg.reformat_reasoning else (completion, True)
         messages = messages + [{"role": "assistant", "content": content}]
     else:
@@ -159,14 +180,7 @@ def row_messages(row: dict, fmt: str, cfg, default_system: str | None, prompt_te
                 reasoned = reasoned or had
         if not any(m["role"] == "assistant" and m["content"].strip() for m in messages):
             return None, False
-    row_system = row.get("system") if isinstance(row.get("system"), str) and row.get("system").strip() else None
-    if cfg.system_prompt is not None:
-        messages = _with_system(messages, cfg.system_prompt, replace=True)
-    elif row_system:
-        messages = _with_system(messages, row_system, replace=True)
-    else:
-        messages = _with_system(messages, default_system, replace=False)
-    return messages, reasoned
+    return apply_system(messages, row, cfg, default_system), reasoned
 
 
 def build_conversations(inputs: list[Input], cfg, default_system: str | None, prompt_template: str | None,

@@ -115,34 +115,18 @@ def use_vllm(cfg) -> tuple[bool, str]:
 def prompt_messages(row: dict, fmt: str, cfg, default_system: str | None, prompt_template: str | None
                     ) -> list[dict] | None:
     """The conversation up to (not including) the answer: what the student is prompted with. Pure."""
-    from distill.stages.train.data import _clean, _with_system
+    from distill.stages.train.data import _clean, apply_system, problem_turns, prompt_column_turns
 
-    prompt = row.get("prompt")
-    if isinstance(prompt, list) and prompt:
-        messages = _clean(prompt)
-        if not cfg.keep_few_shot:
-            users = [m for m in messages if m["role"] == "user"]
-            messages = [m for m in messages if m["role"] == "system"][:1] + users[-1:]
-    elif isinstance(prompt, str) and prompt.strip():
-        messages = [{"role": "user", "content": prompt}]
-    elif fmt in ("messages", "conversations"):
+    messages = prompt_column_turns(row.get("prompt"), cfg)
+    if messages is None and fmt in ("messages", "conversations"):
         messages = _clean(row.get(fmt))
         while messages and messages[-1]["role"] != "user":
             messages.pop()
-    else:
-        problem = row.get(cfg.problem_column)
-        if not isinstance(problem, str) or not problem.strip():
-            return None
-        messages = [{"role": "user", "content": prompt_template.replace("{problem}", problem)
-                     if prompt_template else problem}]
+    elif messages is None:
+        messages = problem_turns(row, cfg, prompt_template)
     if not messages or messages[-1]["role"] != "user" or not messages[-1]["content"].strip():
         return None
-    row_system = row.get("system") if isinstance(row.get("system"), str) and row.get("system").strip() else None
-    if cfg.system_prompt is not None:
-        return _with_system(messages, cfg.system_prompt, replace=True)
-    if row_system:
-        return _with_system(messages, row_system, replace=True)
-    return _with_system(messages, default_system, replace=False)
+    return apply_system(messages, row, cfg, default_system)
 
 
 def teacher_messages(student: list[dict], system_prompt: str | None, few_shot: list[dict] | None) -> list[dict]:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import atexit
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -181,7 +182,7 @@ def _column(kwargs: dict, name: str | None, n: int) -> list | None:
     return values
 
 
-class _Reward:
+class _Reward(ABC):
     """A TRL reward function: ``__name__`` is what TRL logs; ``close()`` frees its worker pool, if any."""
 
     def __init__(self, name: str, grade_config: GradeConfig, columns: RewardColumns, pool: _LazyPool | None = None):
@@ -193,8 +194,9 @@ class _Reward:
         prompts = list(prompts) if prompts is not None else [None] * len(texts)
         return self.score(texts, prompts, completion_ids, kwargs)
 
+    @abstractmethod
     def score(self, texts: list[str], prompts: list, completion_ids, kwargs: dict) -> list[float]:
-        raise NotImplementedError
+        """One reward per completion text (each subclass is one named reward)."""
 
     def domains(self, kwargs: dict, n: int) -> list[str]:
         from distill.verify.grader import normalize_domain

@@ -14,6 +14,7 @@ domain (grpo).
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -201,9 +202,9 @@ def build_prompt_rows(inputs, cfg, default_system: str | None, prompt_template: 
                 out.update(answer=_text(answer), domain=_text(row.get(cfg.domain_column)) or "math",
                            problem=_text(row.get(cfg.problem_column)) or key)
                 for column in ("test_cases", "fn_name", "starter_code", "choices"):
-                    if column in row:
-                        out[column] = _text(row[column]) if not isinstance(row[column], (list, dict)) else \
-                            __import__("json").dumps(row[column])
+                    if column in row:  # one arrow type across rows: structured cells as JSON text
+                        out[column] = json.dumps(row[column]) if isinstance(row[column], (list, dict)) else \
+                            _text(row[column])
             rows.append(out)
             used += 1
         info["datasets"].append({"spec": item.spec, "weight": item.weight, "format": fmt, "rows": len(item.data),

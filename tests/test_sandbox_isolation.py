@@ -335,3 +335,21 @@ def test_disk_cap_holds_for_all_files_together(backend):
         run = box.run([sys.executable, "-I", box.path("fill.py")], timeout_s=30)
     count, code_name = run.stdout.decode().split()
     assert code_name == errno.errorcode[errno.ENOSPC] and int(count) <= 8, run.stdout  # 8 x 1 MiB fill 8 MiB
+
+
+@pytest.mark.parametrize("backend", NAMESPACED)
+def test_an_interpreter_installed_under_tmp_still_runs(backend, tmp_path):
+    """A CI checkout under /tmp has its venv there: the sandbox's own /tmp must not hide the interpreter."""
+    ADD = "a, b = map(int, input().split())\nprint(a + b)\n"  # noqa: N806
+    venv = Path(tempfile.mkdtemp(prefix="venv-", dir="/tmp"))
+    try:
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(venv)],
+                       check=True, timeout=120)
+        program = ("import sys\nfrom distill.verify.code import SandboxConfig, verify_code\n"
+                   f"print(verify_code({answer(ADD)!r}, {SUM_TESTS!r}, "
+                   f"config=SandboxConfig(per_test_timeout_s=10, backend={backend!r})).status)\n")
+        result = subprocess.run([str(venv / "bin" / "python"), "-c", program], capture_output=True, text=True,
+                                timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert result.stdout.strip() == CORRECT, result.stderr[-2000:]
+    finally:
+        subprocess.run(["rm", "-rf", str(venv)], check=False)

@@ -185,6 +185,8 @@ class Backend:
                 "--die-with-parent", "--new-session"]
         if os.geteuid() != 0:
             args += ["--unshare-user", "--uid", str(NOBODY), "--gid", str(NOBODY)]
+        # the writable /tmp first: an interpreter installed under /tmp is then bound inside it (read-only)
+        args += ["--perms", "1777", "--size", str(disk_bytes), "--tmpfs", "/tmp"]
         for directory in self.layout.dirs:  # explicit modes: bwrap's own parents would follow the umask
             args += ["--perms", "0755", "--dir", directory]
         for target, path in self.layout.symlinks:
@@ -195,8 +197,7 @@ class Backend:
         args += ["--perms", "0755", "--size", str(64 << 10), "--tmpfs", "/dev"]
         args += [arg for name in DEVICES for arg in ("--dev-bind", f"/dev/{name}", f"/dev/{name}")]
         args += [arg for target, path in DEV_SYMLINKS for arg in ("--symlink", target, path)]
-        args += ["--remount-ro", "/dev", "--proc", "/proc", "--perms", "1777", "--size", str(disk_bytes),
-                 "--tmpfs", "/tmp", "--perms", "0755", "--dir", SANDBOX_DIR]
+        args += ["--remount-ro", "/dev", "--proc", "/proc", "--perms", "0755", "--dir", SANDBOX_DIR]
         fds: list[int] = []
         try:
             for name, text in files.items():

@@ -85,6 +85,10 @@ def build_root(spec):
     devices = {name: os.open("/dev/" + name, os.O_PATH | os.O_CLOEXEC) for name in spec["devices"]}
     root, host_mounts = "/tmp", mounts()
     mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, f"size={spec['root_bytes']},mode=755")
+    # The writable /tmp first: an interpreter installed under /tmp (a venv in a CI checkout there) is bound
+    # inside it, read-only, instead of being hidden by it.
+    os.makedirs(root + "/tmp")
+    mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={spec['disk_bytes']},mode=1777")
     for path in layout["dirs"]:
         os.makedirs(root + path, mode=0o755, exist_ok=True)
     for target, path in layout["symlinks"]:
@@ -97,13 +101,12 @@ def build_root(spec):
             open(root + dst, "ab").close()
         mount(f"/proc/self/fd/{sources[src]}", root + dst, None, MS_BIND | MS_REC)
     for mount_id, (point, options) in mounts().items():  # every bind (and its submounts) read-only
-        if mount_id not in host_mounts and point.startswith(root + "/") and "ro" not in options:
+        if mount_id not in host_mounts and point.startswith(root + "/") and point != root + "/tmp" and \
+                "ro" not in options:
             flags = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV
             flags |= sum(KEPT_FLAGS.get(o, 0) for o in options if o not in ("nosuid", "nodev"))
             if libc.mount(None, encode(point), None, flags, None) != 0:
                 fail(f"read-only remount of {point[len(root):]}: {os.strerror(ctypes.get_errno())}")
-    os.makedirs(root + "/tmp", exist_ok=True)
-    mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={spec['disk_bytes']},mode=1777")
     os.makedirs(root + "/dev", exist_ok=True)
     mount("tmpfs", root + "/dev", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=64k,mode=755")
     for name, fd in devices.items():

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from distill.verify.choice import extract_choice
+from distill.verify.extraction import extract_boxed, final_answer
 from distill.verify.grader import (
     GradeConfig,
     GradeItem,
@@ -21,7 +22,6 @@ from distill.verify.grader import (
     reference_answer,
     split_reasoning,
 )
-from distill.verify.math import extract_boxed, final_answer
 from distill.verify.pool import WorkerPool
 
 DATA = Path(__file__).parent / "data"

@@ -22,8 +22,9 @@ from distill.config import option
 from distill.errors import UserError
 from distill.verify import CORRECT, INCORRECT, UNVERIFIED, Verdict
 from distill.verify.choice import verify_choice
+from distill.verify.extraction import clean_number, reference_answer
 from distill.verify.format import OK, check_format, normalize_markers, split_reasoning
-from distill.verify.math import clean_number, reference_answer, timeout_verdict, verify_math
+from distill.verify.math import timeout_verdict, verify_math
 
 __all__ = ["GradeItem", "GradeConfig", "GradeResult", "grade_batch", "split_reasoning", "normalize_markers",
            "reference_answer", "lenient_correct", "normalize_domain", "is_complete", "make_pool", "prestart_pool",
@@ -38,8 +39,8 @@ _DOMAIN_ALIASES = {"mathematics": "math", "mcq": "multiple_choice", "mc": "multi
                    "coding": "code", "programming": "code"}
 # Imported once in the fork server, so a worker (or its replacement) starts in milliseconds; the last
 # module holds the filter's own row checks (language, dedup fingerprints: numpy).
-PRELOAD = ("math_verify", "distill.verify.math", "distill.verify.choice", "distill.verify.grader",
-           "distill.stages.filter.features")
+PRELOAD = ("math_verify", "distill.verify.extraction", "distill.verify.math", "distill.verify.choice",
+           "distill.verify.grader", "distill.stages.filter.features")
 
 
 @dataclass
@@ -73,6 +74,8 @@ class GradeConfig:
                                          "fails instead of swapping the machine.")
     code_disk_mb: int = option(256, "Size in MiB of a code answer's writable /tmp in the sandbox (its working "
                                     "directory): all files one test writes together.")
+    answer_extraction: str = option("standard", "Which answer forms count: strict | standard | lenient "
+                                                "(see distill.verify.extraction).")
 
 
 @dataclass
@@ -89,6 +92,10 @@ class GradeOptions:
                                     "the size of its sandbox's /tmp.")
     num_proc: Optional[int] = option(None, "Grading worker processes (default: all cores; capped at the cores "
                                            "available, never more than the rows).")
+    answer_extraction: str = option("standard", "Where the final answer is read: strict (the last \\boxed{} only), "
+                                                "standard (+ answer phrases, Minerva's 'Final Answer: The final answer "
+                                                "is X', letters, math spans), lenient (+ the last number for a numeric "
+                                                "reference, non-English anchors such as 答案 / Réponse).")
 
     def validate_grading(self) -> None:
         """Range checks of the grading options (a stage's validate() calls it); floats are already finite.
@@ -110,6 +117,10 @@ class GradeOptions:
         for flag, ok, wanted, value in checks:
             if not ok:  # nan fails every comparison, so it lands here too
                 raise UserError(f"{flag} is out of range: must be {wanted}, got {value}")
+        from distill.verify.extraction import MODES
+
+        if self.answer_extraction not in MODES:
+            raise UserError(f"--answer-extraction must be one of {', '.join(MODES)}, got {self.answer_extraction!r}")
         if self.num_proc is not None:
             self.num_proc = min(self.num_proc, available_cpus())
 
@@ -117,7 +128,7 @@ class GradeOptions:
         return GradeConfig(timeout_s=self.timeout, min_reasoning_chars=self.min_reasoning_chars,
                            assume_prefilled_think=self.assume_prefilled_think, unsafe_code_exec=self.unsafe_code_exec,
                            code_timeout=self.code_timeout, min_pass_fraction=self.min_pass_fraction,
-                           code_disk_mb=self.code_disk_mb)
+                           code_disk_mb=self.code_disk_mb, answer_extraction=self.answer_extraction)
 
 
 @dataclass
@@ -152,10 +163,10 @@ def internal_timeout(timeout_s: float) -> int:
 
 def answer_task(payload: tuple) -> Verdict:
     """Runs in a worker: grade one answer part (math or multiple choice)."""
-    domain, answer_text, reference, alarm_s = payload
+    domain, answer_text, reference, alarm_s, mode = payload
     if domain == "multiple_choice":
-        return verify_choice(answer_text, reference)
-    return verify_math(answer_text, reference, alarm_s)
+        return verify_choice(answer_text, reference, mode)
+    return verify_math(answer_text, reference, alarm_s, mode)
 
 
 def prestart_pool() -> None:
@@ -208,7 +219,8 @@ def grade_batch(items: list[GradeItem], config: GradeConfig | None = None, num_p
 
     if to_check:
         alarm_s = internal_timeout(config.timeout_s)
-        payloads = [(domains[i], results[i].answer_text, references[i], alarm_s) for i in to_check]
+        payloads = [(domains[i], results[i].answer_text, references[i], alarm_s, config.answer_extraction)
+                    for i in to_check]
         own = pool is None
         pool = pool or make_pool(num_proc, config)
         try:

@@ -1,18 +1,10 @@
 """Math answers: take the final answer from the answer part, compare it with math-verify.
 
-    verify_math(answer_text, reference, internal_timeout=2) -> Verdict
+    verify_math(answer_text, reference, internal_timeout=2, mode="standard") -> Verdict
 
 Only the text after ``</think>`` is read (the caller splits it), never the reasoning: a number
-the model tried and dropped halfway through its thinking is not its answer. In that text:
-
-1. every ``\\boxed{…}`` / ``\\fbox{…}``; several distinct boxes form a set, as math-verify treats
-   them (``\\boxed{10}`` and ``\\boxed{4}`` match the reference ``v_R=4, v_B=10``). When a "Final
-   Answer" marker precedes boxes, only the boxes after the last marker count (R1 boxes
-   intermediate results in its summary, then repeats the answer under ``**Final Answer**``);
-2. else the last "answer is …" / "Final answer: …" phrase;
-3. else the last ``$…$`` / ``\\(…\\)`` / ``\\[…\\]`` span, with spans joined to it by "and" / ","
-   (``$x=-2$ and $x=3$``);
-4. else the last bold number (``**18**``).
+the model tried and dropped halfway through its thinking is not its answer. Which forms of that text
+are read as the final answer depends on ``mode`` (``--answer-extraction``; ``distill.verify.extraction``).
 
 Then, in order: the same text after LaTeX-insensitive normalization is correct; units
 (``distill.verify.units``) — when both answers carry one they are compared as quantities
@@ -44,24 +36,9 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from distill.verify import CORRECT, INCORRECT, UNVERIFIED, Verdict
+from distill.verify.extraction import clean_number, final_answer
 from distill.verify.units import Factor, conversion, split_unit
 
-MAX_BOXES = 32  # a real answer has a few; more is noise (or an attack) and is not scanned
-MAX_BOX_CHARS = 5000
-TAIL_CHARS = 4000  # non-boxed answer forms are looked for in the last 4000 characters
-
-_BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
-_PHRASE = re.compile(r"(?i:(?:final\s+answer|answer)(?:\s*\*\*)?\s*(?:is\b|:|=)|final\s+answer)"
-                     r"[\s*:=]*(?P<rest>[^\n]{0,300})")
-_MATH_SPANS = (re.compile(r"\$\$(.{1,1000}?)\$\$", re.S), re.compile(r"\\\[(.{1,1000}?)\\\]", re.S),
-               re.compile(r"\\\((.{1,500}?)\\\)"), re.compile(r"(?<![\\$])\$([^$\n]{1,300}?)(?<!\\)\$"))
-_FINAL_MARKER = re.compile(r"(?i)final\s+answer")
-_BOLD_NUMBER = re.compile(r"\*\*\s*\$?(-?\d[\d,]*(?:\.\d+)?(?:/\d+)?)\$?\s*\*\*")
-_JOINER = re.compile(r"\s*(?:,\s*and|,\s*or|,|and|or)\s*$")
-_LEADING_NUMBER = re.compile(r"^-?\$?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?(?![\w^{])")
-_SENTENCE_END = re.compile(r"(?<!\d)[.;](?:\s|$)|\s+(?:because|since|which|as|so|and so|therefore)\b")
-_THOUSANDS = re.compile(r"-?\d{1,3}(?:(?:,|\\,|\{,\}|\\ |\\;|\s)\d{3})+(?:\.\d+)?")
-_SEPARATORS = re.compile(r",|\\,|\{,\}|\\ |\\;|\s")
 # a trailing text group that is not a unit (units are read first, distill.verify.units): prose such as
 # "17\text{ any text}", dropped as before; one letter (\mathrm{e}, \mathrm{i}) is a symbol and stays
 _UNIT_SUFFIX = re.compile(r"\\(?:text|mbox|mathrm)\s*\{\s*[A-Za-z][A-Za-z ./]*[A-Za-z./]\s*\}$")
@@ -72,160 +49,7 @@ _TEXT_CMD = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|operatorname|mbox
 _WS = re.compile(r"\s+")
 
 
-# ---------------------------------------------------------------------------- extraction
-
-
-def _matching_brace(text: str, open_index: int, limit: int = MAX_BOX_CHARS) -> int | None:
-    depth = 0
-    end = min(len(text), open_index + limit)
-    i = open_index
-    while i < end:
-        char = text[i]
-        if char == "\\":
-            i += 2
-            continue
-        if char == "{":
-            depth += 1
-        elif char == "}":
-            depth -= 1
-            if depth == 0:
-                return i
-        i += 1
-    return None
-
-
-def _unwrap_boxes(content: str) -> str:
-    """``\\boxed{\\boxed{5}}`` -> ``5``."""
-    for _ in range(8):
-        stripped = content.strip()
-        if not _BOX.match(stripped):
-            break
-        inner = extract_boxed(stripped)
-        if not inner:
-            break
-        content = ", ".join(inner)
-    return content
-
-
-def extract_boxed(text: str) -> list[str]:
-    """Contents of every ``\\boxed{…}`` / ``\\fbox{…}`` (and ``\\boxed 5``), in order, brace-matched."""
-    matches = list(_BOX.finditer(text or ""))[-MAX_BOXES:]
-    out, resume = [], 0
-    for match in matches:
-        if match.start() < resume:
-            continue
-        i = match.end()
-        while i < len(text) and text[i] == " ":
-            i += 1
-        if i < len(text) and text[i] == "{":
-            close = _matching_brace(text, i)
-            if close is None:
-                continue
-            content, resume = text[i + 1:close], close + 1
-        else:
-            bare = re.match(r"[^\s$]{1,100}", text[i:i + 100])
-            if not bare:
-                continue
-            content, resume = bare.group(), i + bare.end()
-        content = _unwrap_boxes(content).strip()
-        if content:
-            out.append(content)
-    return out
-
-
-def _answer_phrase(tail: str) -> str | None:
-    matches = list(_PHRASE.finditer(tail))
-    for match in reversed(matches):
-        rest = match.group("rest").strip().strip("*").strip()
-        if not rest:
-            continue
-        for pattern in _MATH_SPANS[2:]:  # "the answer is $\frac12$, so ..." -> the first math span
-            span = pattern.search(rest)
-            if span:
-                return span.group(1).strip()
-        number = _LEADING_NUMBER.match(rest)
-        if number:
-            return number.group().replace("$", "")
-        cut = _SENTENCE_END.search(rest)
-        rest = (rest[:cut.start()] if cut else rest).strip().rstrip(".").strip("*").strip()
-        if rest and len(rest) <= 100:
-            return rest
-    return None
-
-
-def _last_math(tail: str) -> str | None:
-    """The last math span, with the spans joined to it by "and" / "or" / "," (``$x=-2$ and $x=3$``)."""
-    spans = sorted((m.start(), m.end(), m.group(1).strip()) for pattern in _MATH_SPANS
-                   for m in pattern.finditer(tail) if m.group(1).strip())
-    if not spans:
-        return None
-    chosen = [spans[-1]]
-    for span in reversed(spans[:-1]):
-        if len(chosen) >= 6 or span[1] > chosen[-1][0] or not _JOINER.fullmatch(" " + tail[span[1]:chosen[-1][0]]):
-            break
-        chosen.append(span)
-    return ", ".join(text for _, _, text in reversed(chosen))
-
-
-def final_answer(answer_text: str) -> tuple[list[str], str]:
-    """``(answers, form)``: the final answer(s) of an answer part; form is boxed | phrase | math | none."""
-    answer_text = answer_text or ""
-    markers = list(_FINAL_MARKER.finditer(answer_text))
-    boxes = extract_boxed(answer_text[markers[-1].end():]) if markers else []  # "**Final Answer** \\boxed{..}"
-    boxes = boxes or extract_boxed(answer_text)
-    if boxes:
-        unique = list(dict.fromkeys(clean_number(b) for b in boxes))  # the same box twice is one answer
-        return unique, "boxed"
-    tail = (answer_text or "")[-TAIL_CHARS:]
-    phrase = _answer_phrase(tail)
-    if phrase:
-        return [clean_number(phrase)], "phrase"
-    span = _last_math(tail)
-    if span:
-        return [clean_number(span)], "math"
-    bold = list(_BOLD_NUMBER.finditer(tail))
-    if bold:
-        return [clean_number(bold[-1].group(1))], "bold"
-    return [], "none"
-
-
-def reference_answer(value) -> str | None:
-    """The reference answer in a dataset cell: the value itself (an answer column), the last
-    ``\\boxed{}`` of a worked solution, or GSM8K's ``#### N``; None when there is none."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else repr(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, (list, tuple)):
-        parts = [p for p in (reference_answer(v) for v in value) if p]
-        return ", ".join(parts) or None
-    text = str(value).strip()
-    if not text:
-        return None
-    if "####" in text:
-        return text.rsplit("####", 1)[1].strip() or None
-    boxes = extract_boxed(text)
-    if boxes:
-        return boxes[-1]
-    if len(text) > 300 and "\n" in text:  # a worked solution without a marked answer
-        return None
-    return text
-
-
 # ---------------------------------------------------------------------------- comparison
-
-
-def clean_number(text: str) -> str:
-    """``1,000`` / ``1\\,000`` / ``1{,}000`` / ``1 000`` -> ``1000``; other text unchanged (stripped)."""
-    text = (text or "").strip()
-    bare = text.strip("$").replace("\\$", "").strip().rstrip(".")
-    if _THOUSANDS.fullmatch(bare):
-        return _SEPARATORS.sub("", bare)
-    return text
 
 
 def normalize_text(text: str) -> str:
@@ -325,16 +149,27 @@ def timeout_verdict(stage: str, predicted: str | None = None) -> Verdict:
     return Verdict(UNVERIFIED, None, "timeout", {"timeout": True, "stage": stage, "predicted": predicted})
 
 
-def verify_math(answer_text: str, reference: str | None, internal_timeout: int = 2) -> Verdict:
-    """Grade a math answer part against a reference answer string."""
-    answers, form = final_answer(answer_text)
+_NAMED_NUMBER = re.compile(r"^\s*[A-Za-z]\s*=\s*(.+)$")
+
+
+def _numeric(gold: str) -> bool:
+    """A reference that is a number, a percent or ``x = number`` (lenient mode may read a bare last number)."""
+    named = _NAMED_NUMBER.match(gold)
+    value = (named.group(1) if named else gold).strip().replace("\\%", "").rstrip("%")
+    return simple_number(value) is not None
+
+
+def verify_math(answer_text: str, reference: str | None, internal_timeout: int = 2,
+                mode: str = "standard") -> Verdict:
+    """Grade a math answer part against a reference answer string, reading the answer in ``mode``."""
+    gold = clean_number(str(reference)) if reference is not None else ""
+    answers, form = final_answer(answer_text, mode, numeric_reference=_numeric(gold))
     predicted = ", ".join(answers) if answers else None
     details = {"form": form}
-    if reference is None or not str(reference).strip():
+    if not gold.strip():
         return Verdict(UNVERIFIED, predicted, "no reference answer", details)
     if not answers:
         return Verdict(INCORRECT, None, "no final answer found", details)
-    gold = clean_number(str(reference))
     if normalize_text(predicted) == normalize_text(gold):
         return Verdict(CORRECT, predicted, "exact match", details)
     if len(answers) == 1:

@@ -171,8 +171,8 @@ def _require_named_columns(data, cfg: FilterConfig) -> None:
 
 
 def _read_rows(data, cfg: FilterConfig) -> dict[str, list]:
+    from distill.verify.extraction import reference_answer
     from distill.verify.grader import normalize_domain
-    from distill.verify.math import reference_answer
 
     _require_named_columns(data, cfg)
     n = len(data)

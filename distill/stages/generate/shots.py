@@ -110,7 +110,7 @@ def load_shots(cfg, data, source) -> Shots:
 def worked_solution(solution: Any, answer: Any = None) -> tuple[str | None, str | None]:
     """(reasoning text, final answer) of a worked solution cell (None where there is none)."""
     from distill.think import split_think
-    from distill.verify.math import extract_boxed, reference_answer
+    from distill.verify.extraction import extract_boxed, reference_answer
 
     if not isinstance(solution, str) or not solution.strip():
         return None, None

@@ -251,7 +251,8 @@ def _references(answers: list, solutions: list, domains: list[str], choices: lis
     """Each row's reference as `distill filter` reads it (answer column, else the solution's last box),
     with a multiple-choice option index / option text turned into its letter when the row lists its options."""
     from distill.verify.choice import LETTERS, reference_choice
-    from distill.verify.math import normalize_text, reference_answer
+    from distill.verify.extraction import reference_answer
+    from distill.verify.math import normalize_text
 
     references = []
     for answer, solution, domain, options in zip(answers, solutions, domains, choices, strict=True):

@@ -84,7 +84,7 @@ def tag_count_score(text: str, domain: str = "math", assume_prefilled_think: boo
     Unlike ``format``, it gives partial credit, so a policy that has not found the layout yet still gets a gradient.
     """
     from distill.verify.choice import extract_choice
-    from distill.verify.math import extract_boxed
+    from distill.verify.extraction import extract_boxed
 
     text = normalize_markers(text or "")
     n_open, n_close = text.count(OPEN), text.count(CLOSE)

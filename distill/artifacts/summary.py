@@ -19,14 +19,15 @@ from distill.errors import UserError
 KEY_CONFIG = {
     "traces": ("teacher", "engine", "dataset", "split", "limit", "num_generations", "temperature", "top_p",
                "max_tokens", "shard"),
-    "filtered": ("input", "split", "domain", "skip", "keep_unverified", "require_reference", "max_tokens",
-                 "max_per_prompt", "per_prompt_policy", "decontaminate"),
+    "filtered": ("input", "split", "domain", "skip", "answer_extraction", "correctness", "keep_unverified",
+                 "require_reference", "pass_rate_range", "max_tokens", "max_per_prompt", "per_prompt_policy",
+                 "decontaminate"),
     "imported": ("source", "config", "split", "format", "limit", "revision", "data_files"),
     "checkpoint": ("recipe", "model", "dataset", "lora", "load_in_4bit", "merge", "max_length", "packing",
                    "num_train_epochs", "learning_rate", "global_batch_size",
                    "per_device_train_batch_size", "gradient_accumulation_steps", "precision", "num_gpus"),
     "eval": ("model", "benchmark", "protocol", "n", "temperature", "top_p", "max_tokens", "pass_at", "limit",
-             "outputs"),
+             "answer_extraction", "outputs"),
 }
 _LINE = 100
 

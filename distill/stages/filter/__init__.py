@@ -6,6 +6,8 @@
     distill filter --input my-org/r1-traces --split train --completion-column response --answer-column gold \\
         --domain math --keep-unverified
     distill filter --input traces.jsonl --domain-column domain --unsafe-code-exec   # math + MCQ + code rows
+    distill filter --pass-rate-range 0.1,0.9 --answer-extraction lenient   # drop too-easy / hopeless prompts
+    distill filter --correctness annotate --name unverified   # keep wrong answers too (an A/B of verification)
 
 Checks, in this order (a row's ``reject_reason`` is the first that fails; ``--skip NAME`` turns one off):
 complete (not cut off: finish_reason ``length``), format (one ``<think>`` block at the start and a
@@ -14,15 +16,18 @@ non-empty answer; OpenThoughts / ``<reasoning_process>`` markers normalized), ta
 n-gram more than ``--repetition-max-count`` times, or a unit of 1-50 words repeated
 ``--repetition-loop-repeats`` times in a row over ``--repetition-loop-share`` of the completion; numbers
 are compared as written, so a long calculation is no loop; ``distill.verify.shape``), correct (math via
-math-verify on the answer part, multiple choice, code in the sandbox; ``unverified`` rows — no
-reference, or a check killed at ``--timeout`` — are dropped unless ``--keep-unverified``), language
+math-verify on the answer part — read as ``--answer-extraction`` says —, multiple choice, code in the
+sandbox; ``unverified`` rows — no reference, or a check killed at ``--timeout`` — are dropped unless
+``--keep-unverified``; ``--correctness annotate`` keeps every verdict), pass_rate (with ``--pass-rate-range
+LO,HI``: the prompt's teacher pass rate, ``distill.stages.filter.decisions``), language
 (reasoning in the prompt's script), length (completion tokens), decontamination (word n-gram / fuzzy
 overlap with benchmarks), dedup (identical / near-identical completions of one prompt), max_per_prompt.
 
 Output: a ``filtered`` artifact, split ``train`` (kept rows) and ``rejected``, both with every check's
-result as columns; stats (counts per reason, funnel, kept per prompt, yield, reasoning/answer length
-ratio of the kept rows: median and p95) in the manifest. Same
-input and config give the same content hash, whatever ``--num-proc``.
+result as columns (``verdict``; ``pass_rate`` and ``samples`` of the row's prompt; ...); stats (counts per
+reason, funnel, kept per prompt, yield, the prompts' pass rates, reasoning/answer length ratio of the kept
+rows: median and p95) in the manifest. Same input and config give the same content hash, whatever
+``--num-proc``.
 """
 
 from __future__ import annotations
@@ -59,6 +64,12 @@ class FilterConfig(GradeOptions):
     skip: list[str] = option([], "Checks to turn off (repeatable): complete, format, tail, repetition, correct, "
                                  "language, length, decontamination, dedup.")
     keep_unverified: bool = option(False, "Keep rows whose answer could not be verified (no reference, timeout).")
+    correctness: str = option("require", "require: drop incorrect (and unverified) rows; annotate: keep them, their "
+                                         "verdict in the 'verdict' column (train on both and compare with "
+                                         "`distill eval --compare` to measure what verification buys).")
+    pass_rate_range: str | None = option(None, "LO,HI: keep only rows whose prompt's teacher pass rate (correct / "
+                                               "graded samples, the 'pass_rate' column) is within [LO, HI], e.g. "
+                                               "0.1,0.9 drops trivially easy and hopeless prompts.")
     require_reference: bool = option(False, "Fail when a math or multiple-choice row has no reference answer.")
     max_language_mix: float = option(0.05, "Largest share of reasoning words in another script than the prompt's.")
     max_tail_chars: int = option(500, "Reject a row whose answer part runs on for more characters than this after "
@@ -109,6 +120,9 @@ class FilterConfig(GradeOptions):
         if self.per_prompt_policy not in POLICIES:
             raise UserError(f"--per-prompt-policy {self.per_prompt_policy!r}: use one of {', '.join(POLICIES)}")
         self.validate_grading()
+        if self.correctness not in ("require", "annotate"):
+            raise UserError(f"--correctness must be require or annotate, got {self.correctness!r}")
+        self.pass_rate_band()
         # floats are finite by now (distill.config.coerce refuses nan / inf where they enter)
         checks = [("--max-language-mix", 0 <= self.max_language_mix <= 1),
                   ("--near-duplicate-threshold", 0 < self.near_duplicate_threshold <= 1),
@@ -128,6 +142,19 @@ class FilterConfig(GradeOptions):
         if bad:
             value = getattr(self, bad[0][2:].replace("-", "_"))
             raise UserError(f"{bad[0]} is out of range, got {value} (see `distill filter --help`)")
+
+    def pass_rate_band(self) -> tuple[float, float] | None:
+        """``--pass-rate-range`` as ``(lo, hi)``; None when unset. One error line when malformed."""
+        if not self.pass_rate_range:
+            return None
+        try:
+            lo, hi = (float(part) for part in str(self.pass_rate_range).split(","))
+        except ValueError:
+            raise UserError(f"--pass-rate-range must be LO,HI (two numbers in [0, 1]), got {self.pass_rate_range!r}"
+                            ) from None
+        if not 0 <= lo <= hi <= 1:
+            raise UserError(f"--pass-rate-range must satisfy 0 <= LO <= HI <= 1, got {self.pass_rate_range!r}")
+        return lo, hi
 
 
 # ---------------------------------------------------------------------------- reading rows
@@ -236,7 +263,7 @@ def run(cfg: FilterConfig):
 def _run(cfg: FilterConfig):
     """read -> measure (language, grade, tokens, contamination) -> reject reasons -> dedup / cap -> write."""
     from distill import artifacts
-    from distill.stages.filter import features
+    from distill.stages.filter import decisions, features
     from distill.verify.grader import make_pool
     from distill.verify.pool import available_cpus
 
@@ -247,12 +274,15 @@ def _run(cfg: FilterConfig):
     with _progress() as progress, make_pool(num_proc, cfg.grade_config()) as pool:
         measured = _measure(cfg, rows, tokenizer, index, pool, num_proc, progress)
         _warn_without_reasoning(measured, cfg)
-        columns, reasons = _reject_reasons(cfg, measured)
-        columns["dedup"] = _dedup(cfg, rows["group"], reasons, measured.num_tokens, pool, rows["completion"],
-                                  "dedup" not in cfg.skip)
+        rates, samples = decisions.pass_rates(rows["group"], [g.verdict.status for g in measured.graded])
+        columns, reasons = decisions.reject_reasons(cfg, measured, rates)
+        columns["samples"] = samples
+        columns["dedup"] = decisions.dedup_and_cap(cfg, rows["group"], reasons, measured.num_tokens, pool,
+                                                   rows["completion"], "dedup" not in cfg.skip)
     columns["reject_reason"] = reasons
     stats = features.run_stats(cfg, rows, measured.graded, reasons, measured.num_tokens, measured.token_source,
                                index, measured.contaminated, set(cfg.skip))
+    stats["pass_rates"] = decisions.pass_rate_summary(rows["group"], rates)
     stats["seconds"] = round(time.monotonic() - started, 2)
     stats["rows_per_s"] = round(len(data) / max(stats["seconds"], 1e-9), 1)
     return _write(cfg, data, source, columns, reasons, stats)
@@ -288,21 +318,9 @@ def _read(cfg: FilterConfig):
     return data, source, rows, tokenizer, index
 
 
-@dataclass
-class _Measured:
-    """What the per-row checks measured (one entry per row)."""
-
-    features: list        # (language_ok, language_mix, script) or (None, None, None) when not checked
-    shapes: list          # TraceShape (distill.verify.shape) or None when not checked
-    tails: list           # characters after the final answer, or None when not measured
-    graded: list          # GradeResult: complete, format, verdict
-    num_tokens: list
-    token_source: str
-    contaminated: list    # the benchmark a row's problem overlaps, or None
-
-
-def _measure(cfg: FilterConfig, rows, tokenizer, index, pool, num_proc: int, progress) -> _Measured:
+def _measure(cfg: FilterConfig, rows, tokenizer, index, pool, num_proc: int, progress):
     from distill.stages.filter import features
+    from distill.stages.filter.decisions import Measured
     from distill.verify.grader import GradeItem, grade_batch
     from distill.verify.length import count_tokens
 
@@ -330,47 +348,7 @@ def _measure(cfg: FilterConfig, rows, tokenizer, index, pool, num_proc: int, pro
                          progress=lambda k: progress.advance(task, k))
     num_tokens, token_source = count_tokens(rows["completion"], rows["reported_tokens"], tokenizer)
     contaminated = [index.match(p) if index else None for p in rows["problem"]]
-    return _Measured(feats, shapes, tails, graded, num_tokens, token_source, contaminated)
-
-
-def _reject_reasons(cfg: FilterConfig, measured: _Measured) -> tuple[dict[str, list], list[str | None]]:
-    """Each row's check columns and its reject reason: the first check, in order, that it fails."""
-    from distill.verify.length import check_length
-    from distill.verify.shape import is_loop
-
-    skip, want_language = set(cfg.skip), "language" not in cfg.skip
-    columns: dict[str, list] = {k: [] for k in _CHECK_FEATURES}
-    reasons: list[str | None] = []
-    for i, result in enumerate(measured.graded):
-        language_ok, mix, script = measured.features[i]
-        verdict, contaminated = result.verdict, measured.contaminated[i]
-        length_ok = check_length(measured.num_tokens[i], cfg.min_tokens, cfg.max_tokens)
-        shape, tail = measured.shapes[i], measured.tails[i]  # None: not measured, never a reject
-        looping = shape is not None and is_loop(shape, cfg.repetition_max_count, cfg.repetition_loop_repeats,
-                                                cfg.repetition_loop_share)
-        failed = [("incomplete", "complete" not in skip and not result.complete),
-                  ("format", "format" not in skip and not result.well_formed),
-                  ("tail", tail is not None and tail > cfg.max_tail_chars),
-                  ("repetition", looping),
-                  ("incorrect", "correct" not in skip and verdict.status == "incorrect"),
-                  ("unverified", "correct" not in skip and verdict.status == "unverified"
-                   and not cfg.keep_unverified),
-                  ("language", want_language and not language_ok),
-                  ("length", "length" not in skip and not length_ok),
-                  ("contaminated", contaminated is not None)]
-        reasons.append(next((reason for reason, bad in failed if bad), None))
-        for key, value in (("complete", result.complete), ("format_ok", result.well_formed),
-                           ("format_reason", result.format_reason), ("verdict", verdict.status),
-                           ("predicted", _short(verdict.predicted)), ("verdict_reason", _short(verdict.reason)),
-                           ("language_ok", language_ok if want_language else None),
-                           ("language_mix", mix if want_language else None),
-                           ("script", script if want_language else None), ("num_tokens", measured.num_tokens[i]),
-                           ("length_ok", length_ok), ("contaminated_by", contaminated), ("tail_chars", tail),
-                           ("max_ngram_repeats", shape and shape.max_ngram_repeats),
-                           ("loop_repeats", shape and shape.loop_repeats),
-                           ("loop_period", shape and shape.loop_period), ("loop_share", shape and shape.loop_share)):
-            columns[key].append(value)
-    return columns, reasons
+    return Measured(feats, shapes, tails, graded, num_tokens, token_source, contaminated)
 
 
 def _write(cfg: FilterConfig, data, source, columns, reasons, stats):
@@ -378,8 +356,9 @@ def _write(cfg: FilterConfig, data, source, columns, reasons, stats):
     from distill import artifacts
     from distill.artifacts import hub
     from distill.stages.filter import features
+    from distill.stages.filter.decisions import build_output
 
-    output = _build_output(data, columns, reasons)
+    output = build_output(data, columns, reasons)
     parents = [source.artifact] if source.artifact is not None else []
     config = {**to_dict(cfg), "source": source.info}
     with artifacts.create(cfg.name, "filtered", config=config, parents=parents) as writer:
@@ -396,71 +375,6 @@ def _write(cfg: FilterConfig, data, source, columns, reasons, stats):
         url = hub.push(artifact, cfg.push_to_hub)
         print(f"pushed {artifact.ref} to {url}")
     return artifact
-
-
-def _dedup(cfg, groups_of, reasons, num_tokens, pool, completions, want_dedup) -> list[str | None]:
-    """Dedup, then the per-prompt cap, among the rows that passed every row check (``reasons`` updated).
-
-    Fingerprints are computed (in the workers) only for prompts with several surviving rows.
-    """
-    from distill.stages.filter import features
-    from distill.verify import dedup
-
-    marks: list[str | None] = [None] * len(reasons)
-    groups: dict[str, list[int]] = {}
-    for i, reason in enumerate(reasons):
-        if reason is None:
-            groups.setdefault(groups_of[i], []).append(i)
-    prints: dict[int, tuple] = {}
-    if want_dedup:
-        need = [i for members in groups.values() if len(members) > 1 for i in members]
-        found = pool.map(features.dedup_fingerprint, [completions[i] for i in need],
-                         timeout_s=max(60.0, cfg.timeout * 4), on_timeout=lambda _: (None, None),
-                         on_error=lambda _, msg: (None, None))
-        prints = dict(zip(need, found, strict=True))
-    for key, members in groups.items():
-        if want_dedup:
-            found = dedup.find_duplicates([prints.get(i, (None, None)) for i in members],
-                                          cfg.near_duplicate_threshold)
-            for i, mark in zip(members, found, strict=True):
-                marks[i] = mark
-                if mark != "unique":
-                    reasons[i] = mark
-            members = [i for i in members if reasons[i] is None]
-        chosen = dedup.select(members, [num_tokens[i] for i in members], cfg.max_per_prompt, cfg.per_prompt_policy,
-                              cfg.seed, key)
-        for i in members:
-            if i not in chosen:
-                reasons[i] = "over_cap"
-    return marks
-
-
-_CHECK_FEATURES = {
-    "complete": "bool", "format_ok": "bool", "format_reason": "string", "verdict": "string", "predicted": "string",
-    "verdict_reason": "string", "language_ok": "bool", "language_mix": "float64", "script": "string",
-    "num_tokens": "int64", "length_ok": "bool", "contaminated_by": "string", "tail_chars": "int64",
-    "max_ngram_repeats": "int64", "loop_repeats": "int64", "loop_period": "int64", "loop_share": "float64",
-    "dedup": "string", "reject_reason": "string",
-}
-
-
-def _short(text: str | None, limit: int = 500) -> str | None:
-    return text if text is None or len(text) <= limit else text[:limit] + "…"
-
-
-def _build_output(data, columns: dict[str, list], reasons: list[str | None]):
-    import datasets
-
-    keep = [c for c in data.column_names if c not in columns]
-    base = data.select_columns(keep) if len(keep) != len(data.column_names) else data
-    features = datasets.Features({k: datasets.Value(t) for k, t in _CHECK_FEATURES.items()})
-    checks = datasets.Dataset.from_dict({k: columns[k] for k in _CHECK_FEATURES}, features=features)
-    if getattr(base, "_indices", None) is not None:  # a selected view: materialize before joining columns
-        base = base.flatten_indices()
-    full = datasets.concatenate_datasets([base, checks], axis=1)
-    kept = [i for i, r in enumerate(reasons) if r is None]
-    rejected = [i for i, r in enumerate(reasons) if r is not None]
-    return datasets.DatasetDict({"train": full.select(kept), "rejected": full.select(rejected)})
 
 
 def _conversation(parent):

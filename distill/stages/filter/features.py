@@ -22,6 +22,7 @@ CHECKS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("tail", ("tail",)),              # before repetition: "I hope this helps!" x 30 after the answer is a tail
     ("repetition", ("repetition",)),  # before correct: a looping trace is named so, even when its answer is right
     ("correct", ("incorrect", "unverified")),
+    ("pass_rate", ("pass_rate",)),    # --pass-rate-range: the prompt's teacher pass rate is out of the band
     ("language", ("language",)),
     ("length", ("length",)),
     ("decontamination", ("contaminated",)),

@@ -8,6 +8,7 @@
     distill filter --input traces.jsonl --domain-column domain --unsafe-code-exec   # math + MCQ + code rows
     distill filter --pass-rate-range 0.1,0.9 --answer-extraction lenient   # drop too-easy / hopeless prompts
     distill filter --correctness annotate --name unverified   # keep wrong answers too (an A/B of verification)
+    distill filter --judge Qwen/Qwen2.5-7B-Instruct --audit 100   # a judge for undecided rows + an audit
 
 Checks, in this order (a row's ``reject_reason`` is the first that fails; ``--skip NAME`` turns one off):
 complete (not cut off: finish_reason ``length``), format (one ``<think>`` block at the start and a
@@ -18,7 +19,8 @@ n-gram more than ``--repetition-max-count`` times, or a unit of 1-50 words repea
 are compared as written, so a long calculation is no loop; ``distill.verify.shape``), correct (math via
 math-verify on the answer part — read as ``--answer-extraction`` says —, multiple choice, code in the
 sandbox; ``unverified`` rows — no reference, or a check killed at ``--timeout`` — are dropped unless
-``--keep-unverified``; ``--correctness annotate`` keeps every verdict), pass_rate (with ``--pass-rate-range
+``--keep-unverified``; ``--correctness annotate`` keeps every verdict; ``--judge MODEL`` asks an LLM about the
+rows the rules leave undecided, ``stages/filter/judge.py``), pass_rate (with ``--pass-rate-range
 LO,HI``: the prompt's teacher pass rate, ``distill.stages.filter.decisions``), language
 (reasoning in the prompt's script), length (completion tokens), decontamination (word n-gram / fuzzy
 overlap with benchmarks), dedup (identical / near-identical completions of one prompt), max_per_prompt.
@@ -102,6 +104,16 @@ class FilterConfig(GradeOptions):
     fuzzy_decontamination: bool = option(False, "Also drop problems with character similarity >= "
                                                 "--fuzzy-threshold to a benchmark problem.")
     fuzzy_threshold: float = option(0.9, "Similarity threshold of fuzzy decontamination.")
+    judge: str | None = option(None, "An LLM judge (model ref; with --judge-engine openai the served name) asked "
+                                     "about rows the rules leave undecided: unverified, or no parseable answer. "
+                                     "Its 'correct' keeps a row; it never overrides a rule-based 'incorrect'.")
+    judge_engine: str = option("vllm", "Engine of the judge: vllm (in-process) or openai (a server).")
+    judge_base_url: str | None = option(None, "openai judge: the server's URL, e.g. http://127.0.0.1:8000/v1.")
+    judge_api_key_env: str | None = option(None, "openai judge: env var holding the API key (never stored).")
+    judge_max_tokens: int = option(256, "Tokens the judge may write (a sentence of rationale and the verdict).")
+    judge_max_model_len: Optional[int] = option(None, "vllm judge: context length (default: the model's).")
+    audit: int = option(0, "Also ask the judge about N rows the rules decided (seeded sample) and print the "
+                           "agreement of rule and judge; changes no verdict. Needs --judge.")
     plot: bool = option(False, "Write the funnel as funnel.png in the artifact directory.")
     push_to_hub: str | None = option(None, "Push the artifact to this Hub dataset repo after writing it.")
 
@@ -123,6 +135,9 @@ class FilterConfig(GradeOptions):
         if self.correctness not in ("require", "annotate"):
             raise UserError(f"--correctness must be require or annotate, got {self.correctness!r}")
         self.pass_rate_band()
+        from distill.stages.filter import judge
+
+        judge.validate(self)
         # floats are finite by now (distill.config.coerce refuses nan / inf where they enter)
         checks = [("--max-language-mix", 0 <= self.max_language_mix <= 1),
                   ("--near-duplicate-threshold", 0 < self.near_duplicate_threshold <= 1),
@@ -269,20 +284,32 @@ def _run(cfg: FilterConfig):
 
     started = time.monotonic()
     artifacts.check_name_kind(cfg.name, "filtered")
+    if cfg.judge:
+        from distill.stages.filter import judge
+
+        judge.preflight(cfg)
     data, source, rows, tokenizer, index = _read(cfg)
     num_proc = cfg.num_proc or available_cpus()
     with _progress() as progress, make_pool(num_proc, cfg.grade_config()) as pool:
         measured = _measure(cfg, rows, tokenizer, index, pool, num_proc, progress)
         _warn_without_reasoning(measured, cfg)
+        judged: dict = {}
+        if cfg.judge:
+            from distill.stages.filter import judge
+
+            report, judged = judge.apply(cfg, measured.graded, rows["domain"], rows["reference"], rows["problem"])
         rates, samples = decisions.pass_rates(rows["group"], [g.verdict.status for g in measured.graded])
         columns, reasons = decisions.reject_reasons(cfg, measured, rates)
         columns["samples"] = samples
+        columns["judge_verdict"] = [judged[i][0] if i in judged else None for i in range(len(reasons))]
+        columns["judge_rationale"] = [judged[i][1] if i in judged else None for i in range(len(reasons))]
         columns["dedup"] = decisions.dedup_and_cap(cfg, rows["group"], reasons, measured.num_tokens, pool,
                                                    rows["completion"], "dedup" not in cfg.skip)
     columns["reject_reason"] = reasons
     stats = features.run_stats(cfg, rows, measured.graded, reasons, measured.num_tokens, measured.token_source,
                                index, measured.contaminated, set(cfg.skip))
     stats["pass_rates"] = decisions.pass_rate_summary(rows["group"], rates)
+    stats["judge"] = report.record() if cfg.judge else None
     stats["seconds"] = round(time.monotonic() - started, 2)
     stats["rows_per_s"] = round(len(data) / max(stats["seconds"], 1e-9), 1)
     return _write(cfg, data, source, columns, reasons, stats)

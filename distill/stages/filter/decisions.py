@@ -136,7 +136,8 @@ CHECK_FEATURES = {
     "verdict_reason": "string", "language_ok": "bool", "language_mix": "float64", "script": "string",
     "num_tokens": "int64", "length_ok": "bool", "contaminated_by": "string", "tail_chars": "int64",
     "max_ngram_repeats": "int64", "loop_repeats": "int64", "loop_period": "int64", "loop_share": "float64",
-    "pass_rate": "float64", "samples": "int64", "dedup": "string", "reject_reason": "string",
+    "pass_rate": "float64", "samples": "int64", "judge_verdict": "string", "judge_rationale": "string",
+    "dedup": "string", "reject_reason": "string",
 }
 
 

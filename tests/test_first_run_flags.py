@@ -184,6 +184,24 @@ def test_eval_n_is_num_generations_as_in_generate(capsys):
         assert "gsm8k: 5" in printed  # what the run will use
 
 
+def test_train_config_file_on_top_of_the_recipe(capsys, tmp_path, home):
+    """default < recipe < --config-file < --set < flags."""
+    from distill.cli import main
+
+    config_file = tmp_path / "mine.yaml"
+    config_file.write_text("learning_rate: 3.0e-5\nmax_steps: 7\nsave_steps: 5\n"
+                           "trainer_args: [neftune_noise_alpha=5]\n")
+    main(["train", "--recipe", "smol-demo", "--config-file", str(config_file), "--set", "max_steps=9",
+          "--save-steps", "3", "--print-config"])
+    printed = capsys.readouterr().out
+    assert "recipe: smol-demo" in printed and "model: bundled" in printed  # from the recipe
+    assert "learning_rate: 3.0e-05" in printed  # the file over the recipe
+    assert "max_steps: 9" in printed and "save_steps: 3" in printed  # --set and flags over the file
+    assert "neftune_noise_alpha=5" in printed
+    _fails_cleanly(["train", "--config-file", str(tmp_path / "missing.yaml"), "--print-config"], capsys, home,
+                   "missing.yaml")
+
+
 # ---------------------------------------------------------------------------- bad values: one line, exit 2
 
 

@@ -2,7 +2,8 @@
 
     command = make_command(FilterConfig, filter.run, doc=HELP)     # then app.command("filter")(command)
 
-Precedence: dataclass default < YAML (``--config-file`` / a recipe) < ``--set key=value`` < flags.
+Precedence: dataclass default < a recipe < YAML (``--config-file``) < ``--set key=value`` < flags. A command
+whose YAML flag is ``--recipe`` (train) takes ``--config-file`` too, applied on top of the recipe.
 ``--print-config`` prints the resolved, validated config and runs nothing.
 
 Old names: a config class may map old keys to fields (``FLAG_ALIASES = {"prompt_column": "problem_column"}``);
@@ -65,6 +66,9 @@ def make_command(cls, run: Callable[[Any], Any], *, doc: str | None = None,
         annotations[f.name] = annotation
     extra = {
         "_yaml": (typing.Optional[str], typer.Option(None, f"--{yaml_flag}", help=yaml_help, show_default=False)),
+        **({"_config_file": (typing.Optional[str], typer.Option(
+            None, "--config-file", help=f"YAML file of options applied on top of --{yaml_flag} (flags and --set "
+                                        "override it).", show_default=False))} if yaml_flag != "config-file" else {}),
         "_sets": (typing.Optional[list[str]], typer.Option(None, "--set", help="Override any config key: key=value "
                                                            "(repeatable).", show_default=False)),
         "_print_config": (bool, typer.Option(False, "--print-config", help="Print the resolved config (recipe, "
@@ -77,11 +81,14 @@ def make_command(cls, run: Callable[[Any], Any], *, doc: str | None = None,
 
     def command(**kwargs):
         yaml_value = kwargs.pop("_yaml_arg", None)
+        config_file = kwargs.pop("_config_file_arg", None)
         sets = kwargs.pop("_sets_arg", None)
         print_only = kwargs.pop("_print_config_arg", False)
         base: dict[str, Any] = {}
         if yaml_value:
             base = yaml_resolver(yaml_value) if yaml_resolver else load_yaml(yaml_value)
+        if config_file:
+            base = _overlay(base, load_yaml(config_file))
         flags = {k: v for k, v in kwargs.items() if v is not None and not (isinstance(v, (list, tuple)) and not v)}
         config = build(cls, base, parse_sets(sets), flags)
         if print_only:
@@ -94,14 +101,23 @@ def make_command(cls, run: Callable[[Any], Any], *, doc: str | None = None,
             return None
         return run(config)
 
-    # Typer reads the signature; rename the two extras so they cannot clash with fields.
-    renamed = ("yaml_arg", "sets_arg", "print_config_arg")
+    # Typer reads the signature; rename the extras so they cannot clash with fields.
+    renamed = ("yaml_arg", "config_file_arg", "sets_arg", "print_config_arg")
     params = [p.replace(name="_" + p.name) if p.name in renamed else p for p in parameters]
     annotations = {("_" + k if k in renamed else k): v for k, v in annotations.items()}
     command.__signature__ = inspect.Signature(params)
     command.__annotations__ = annotations
     command.__doc__ = doc or cls.__doc__
     return command
+
+
+def _overlay(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``; mappings (e.g. ``trainer_args``) merge key by key instead of replacing each other."""
+    merged = dict(base)
+    for key, value in top.items():
+        merged[key] = ({**merged[key], **value} if isinstance(value, dict) and isinstance(merged.get(key), dict)
+                       else value)
+    return merged
 
 
 def _own_fields_first(cls) -> list:

@@ -185,9 +185,15 @@ class OpenAIEngine:
 
     def _sample(self, key: str, index: int, messages: list[dict[str, str]], max_tokens: int,
                 sampling: SamplingConfig) -> Sample:
+        options = self._logprob_options(sampling.logprobs) if sampling.logprobs else {}
+        if messages and messages[-1].get(prompting.PREFILL_KEY):
+            # --prefill: the assistant turn starts with this text and the server continues it (vLLM's and
+            # SGLang's chat API: continue_final_message, no new generation prompt); the reply is only the new text
+            messages = [*messages[:-1], {"role": "assistant", "content": messages[-1]["content"]}]
+            options["extra_body"] = {**options.get("extra_body", {}), "add_generation_prompt": False,
+                                     "continue_final_message": True}
         response = self._call(messages=messages, model=self.model, n=1, temperature=sampling.temperature,
-                              top_p=sampling.top_p, max_tokens=max_tokens,
-                              **(self._logprob_options(sampling.logprobs) if sampling.logprobs else {}))
+                              top_p=sampling.top_p, max_tokens=max_tokens, **options)
         choice = response.choices[0]
         message = choice.message
         extra = message.model_extra or {}

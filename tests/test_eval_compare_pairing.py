@@ -54,3 +54,13 @@ def test_no_shared_problem_is_an_error_not_a_delta():
     disjoint = [("What is 7+7?", "14", [1])]
     with pytest.raises(UserError, match="share no problem"):
         compare_table([_eval(A, "x"), _eval(disjoint, "y")], ["a", "b"], allow_overlap=True)
+
+
+def test_evals_graded_with_different_answer_extraction_are_refused():
+    strict, lenient = _eval(A, "same"), _eval(A, "same")
+    strict["grading"], lenient["grading"] = {"answer_extraction": "strict"}, {"answer_extraction": "lenient"}
+    with pytest.raises(UserError, match="graded with different --answer-extraction .base: strict, tuned: lenient"):
+        compare_table([strict, lenient], ["base", "tuned"])
+    older = _eval(A, "same")  # results written before the mode was recorded were graded the standard way
+    standard = {**_eval(A, "same"), "grading": {"answer_extraction": "standard"}}
+    assert "pass@1" in compare_table([older, standard], ["old", "new"])

@@ -411,7 +411,7 @@ def save(cfg, name, records, benches, checkpoint, path, sampling, conversation, 
             "system_prompt")
     results = {"schema_version": SCHEMA_VERSION, "model": model_info(cfg, path, checkpoint, engine_format, adapter),
                "sampling": sampling, "conversation": conversation_record, "benchmarks": summary,
-               "error_bars": STDERR_NOTE}
+               "grading": {"answer_extraction": cfg.answer_extraction}, "error_bars": STDERR_NOTE}
     parents = [a for a in [checkpoint, outputs_source.artifact if outputs_source else None,
                            *(b.artifact for b in benches)] if a is not None]
     parents = list({a.ref: a for a in parents}.values())

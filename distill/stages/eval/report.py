@@ -304,6 +304,11 @@ def compare_table(runs: list[Mapping[str, Any]], labels: list[str], allow_overla
     if len(runs) < 2:
         raise UserError("--compare needs at least two eval references (e.g. distill eval --compare eval-base eval-sft)")
     base = runs[0]
+    modes = [(run.get("grading") or {}).get("answer_extraction", "standard") for run in runs]
+    if len(set(modes)) > 1:  # a delta would mix the model with the grader: refuse rather than mislead
+        graded = ", ".join(f"{label}: {mode}" for label, mode in zip(labels, modes, strict=True))
+        raise UserError(f"the evals were graded with different --answer-extraction ({graded}): regrade one with "
+                        f"`distill eval --outputs EVAL --answer-extraction {modes[0]}` and compare those")
     header = ["benchmark", "metric"] + labels + [f"{label} − {labels[0]} (paired)" for label in labels[1:]]
     rows: list[list[str]] = []
     notes: list[str] = []

@@ -198,6 +198,7 @@ def test_row_features_and_funnel():
     digest, signature = dedup_fingerprint(completion)
     assert digest == dedup.exact_digest(completion.upper()) and len(signature) == 4 * dedup.NUM_BINS
     rows = funnel([None, "format", "incorrect", "unverified", None, "over_cap"], skipped={"language"})
-    assert [r["remaining"] for r in rows] == [6, 6, 5, 5, 5, 3, 3, 3, 3, 3, 2]
-    assert rows[5]["by_reason"] == {"incorrect": 1, "unverified": 1} and rows[6]["skipped"]
+    assert [r["remaining"] for r in rows] == [6, 6, 5, 5, 5, 3, 3, 3, 3, 3, 3, 2]
+    assert rows[5]["by_reason"] == {"incorrect": 1, "unverified": 1} and rows[6]["check"] == "pass_rate"
+    assert rows[7]["check"] == "language" and rows[7]["skipped"]
     assert REASONS[0] == "incomplete" and REASONS[-1] == "over_cap"

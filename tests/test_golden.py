@@ -44,9 +44,17 @@ GOLDEN_FILTER = {
     "rejected": 28,
     "rejected_by_reason": {"incomplete": 2, "format": 7, "incorrect": 6, "unverified": 3, "language": 2,
                            "length": 1, "contaminated": 2, "duplicate": 2, "near_duplicate": 1, "over_cap": 2},
+    # regenerated when the columns pass_rate, samples, judge_verdict and judge_rationale were added; with those
+    # four columns removed the splits still hash to the earlier values (bedaa045… / 0600c597…), checked below
+    "train_sha256": "436f0c85d00c87482274aff60b42b0537e6ea6cc250aff3fc6447b61e308e919",
+    "rejected_sha256": "dcae3c28402aa568dd267426a7f700556c511b3a974113985133c45081a96c17",
+    "content_sha256": "997dbfc0f0f0493344af19877e223fb0e0522d7677dc1815c5697a4e328c3cb3",
+}
+# the splits without the columns added after the recording above: the rows themselves did not change
+GOLDEN_FILTER_BEFORE_NEW_COLUMNS = {
+    "columns": ("pass_rate", "samples", "judge_verdict", "judge_rationale"),
     "train_sha256": "bedaa045ae5dbc29b7140d6147185750810adc949bcc2f8295041a673d691280",
     "rejected_sha256": "0600c597c8751882c1f1d005f073a93e5401cad13681be2a6541f078d05f235c",
-    "content_sha256": "49c056261e7c8bb0ae02094b371ba06c1bfd20946aafefa0d0ffa449c0677945",
 }
 
 # ---------------------------------------------------------------------------- importers
@@ -118,6 +126,10 @@ def test_golden_filter(home):
         "content_sha256": artifact.content_sha256,
     }
     assert actual == GOLDEN_FILTER, _differs("filter output", actual, GOLDEN_FILTER)
+    before = GOLDEN_FILTER_BEFORE_NEW_COLUMNS
+    for split in ("train", "rejected"):
+        assert artifacts.dataset_sha256(data[split].remove_columns(list(before["columns"]))) == \
+            before[f"{split}_sha256"]
     assert artifacts.verify(artifact)[0]  # the manifest hash is the hash of what is on disk
 
 

@@ -51,6 +51,7 @@ def test_on_policy_steps_change_the_student_and_record_the_teacher(home, tiny_ll
     logged = [e for e in state["log_history"] if "loss" in e]
     assert all(e["on_policy_share"] == 1 and math.isfinite(e["loss"]) for e in logged)
     assert all(0 < e["completions/mean_length"] <= 12 for e in logged)
+    assert all(math.isfinite(e["teacher_student_logprob_gap"]) for e in logged)  # logged beside TRL's metrics
     method = artifact.manifest["method"]
     assert method["name"] == "on-policy" and method["beta"] == 1.0 and method["lmbda"] == 1.0
     assert method["teacher"]["spec"] == str(tiny_qwen2_dir) and len(method["teacher"]["sha256"]) == 64
@@ -268,6 +269,8 @@ def test_a_served_teacher_scores_the_students_tokens(home, tiny_qwen2_dir, vllm_
                                 name="served", per_device_train_batch_size=2))
     losses = _losses(artifact)
     assert len(losses) == 2 and all(math.isfinite(x) and x > 0 for x in losses)
+    state = json.loads((artifact.path / "trainer_state.json").read_text())
+    assert all(math.isfinite(e["teacher_student_logprob_gap"]) for e in state["log_history"] if "loss" in e)
     teacher = artifact.manifest["method"]["teacher"]
     assert teacher["base_url"] == vllm_server.base_url and teacher["top_k"] == 4
     before, after = _weights(tiny_qwen2_dir), _weights(artifact.model_path)

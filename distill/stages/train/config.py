@@ -127,11 +127,15 @@ class TrainConfig:
                          "teacher's top-K logprobs stored by `distill generate --logprobs K` (no teacher at training "
                          "time). grpo: RL with the grader's rewards (TRL GRPOTrainer).")
     teacher: Optional[str] = option(None, help="on-policy: the teacher, any model ref like --model (it must share the "
-                                    "student's vocabulary).")
+                                    "student's vocabulary, unless --cross-tokenizer).")
     teacher_revision: Optional[str] = option(None, help="on-policy: Hub revision of the teacher.")
     teacher_base_url: Optional[str] = option(None, help="on-policy: a vLLM server (`vllm serve TEACHER "
                                              "--max-logprobs K`) scores the student's tokens instead of a local "
                                              "teacher: for teachers too big to sit beside the student.")
+    cross_tokenizer: bool = option(False, help="on-policy: accept a teacher whose tokenizer differs from the "
+                                   "student's and train with GOLD's universal logit distillation (TRL's ULD loss: "
+                                   "the two tokenizations of each completion aligned by bytes, sorted probabilities "
+                                   "matched; --beta does not apply). Needs a local --teacher.")
     teacher_logprobs: int = option(20, help="on-policy with --teacher-base-url: the teacher's top-K logprobs per "
                                    "token the loss compares (plus a tail bucket).")
     teacher_system_prompt: Optional[str] = option(None, help="on-policy: a system prompt only the teacher sees "

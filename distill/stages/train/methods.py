@@ -24,7 +24,8 @@ METHODS = ("sft", "on-policy", "logit", "grpo")
 ROLLOUT_ENGINES = ("auto", "transformers", "vllm", "vllm-server")
 GRPO_LOSSES = ("grpo", "dr_grpo", "dapo", "bnpo")
 SCALE_REWARDS = ("group", "batch", "none")
-ONLY_ON_POLICY = ("teacher", "teacher_revision", "teacher_system_prompt", "teacher_few_shot", "teacher_base_url")
+ONLY_ON_POLICY = ("teacher", "teacher_revision", "teacher_system_prompt", "teacher_few_shot", "teacher_base_url",
+                  "cross_tokenizer")
 
 
 def validate(cfg) -> None:
@@ -38,6 +39,13 @@ def validate(cfg) -> None:
     if cfg.method == "on-policy" and not (cfg.teacher or cfg.teacher_base_url):
         raise UserError("--method on-policy needs --teacher (a model ref: Hub id, local folder, NAME@vN, bundled) "
                         "or --teacher-base-url (a vLLM server)")
+    if cfg.cross_tokenizer and cfg.teacher_base_url:
+        raise UserError("--cross-tokenizer needs a local --teacher, not --teacher-base-url: universal logit "
+                        "distillation compares the teacher's whole next-token distribution at each of its own "
+                        "tokens, which a server's top-K prompt logprobs do not give")
+    if cfg.cross_tokenizer and cfg.beta is not None:
+        raise UserError(f"--beta {cfg.beta} does not apply with --cross-tokenizer: its loss (universal logit "
+                        "distillation) matches sorted probabilities, which has no forward or reverse direction")
     if not 1 <= cfg.teacher_logprobs <= 100:
         raise UserError(f"teacher_logprobs {cfg.teacher_logprobs} must be in [1, 100]")
     beta = beta_of(cfg)

@@ -112,7 +112,12 @@ def resolve_teacher(cfg: TrainConfig, student_tokenizer, student_spec: str) -> d
                 "artifact": models.checkpoint_of(cfg.teacher) if cfg.teacher else None, "ref": None, "sha256": None}
     ref = models.resolve(cfg.teacher, adapters=False)
     tokenizer = student.load_tokenizer(ref.path, cfg.teacher_revision)
-    onpolicy.check_vocabularies(student_tokenizer, tokenizer, student_spec, cfg.teacher)
+    shared = onpolicy.check_vocabularies(student_tokenizer, tokenizer, student_spec, cfg.teacher,
+                                         cross_tokenizer=cfg.cross_tokenizer, remedy=onpolicy.ON_POLICY_REMEDY)
+    if cfg.cross_tokenizer:
+        say(f"the teacher {cfg.teacher} shares the student's vocabulary: --cross-tokenizer is not needed, the exact "
+            "token-level divergence is used" if shared else f"the teacher {cfg.teacher} has another vocabulary: "
+            "cross-tokenizer distillation (GOLD's universal logit distillation)")
     return {"spec": cfg.teacher, "resolved": ref.path, "artifact": ref.checkpoint,
             "ref": ref.checkpoint.ref if ref.checkpoint else None, "sha256": _content_hash(ref)}
 
@@ -226,11 +231,12 @@ def make_trainer(cfg: TrainConfig, prepared: Prepared, common: dict, student_pat
         from distill.stages.train import onpolicy
 
         server = prepared.teacher.get("server")
+        teacher_tokenizer = _cross_tokenizer(cfg, prepared, tokenizer)
         teacher = None if server else student.load_model(prepared.teacher["resolved"], _teacher_cfg(cfg), precision)
-        if teacher is not None and special["pad_added"]:
+        if teacher is not None and special["pad_added"] and teacher_tokenizer is None:
             teacher.resize_token_embeddings(len(tokenizer))
         trainer = onpolicy.make_trainer(cfg, common, model, teacher, tokenizer, prepared.train_ds, peft, callbacks,
-                                        teacher_server=server)
+                                        teacher_server=server, teacher_tokenizer=teacher_tokenizer)
     elif cfg.method == "grpo":
         from distill.stages.train import grpo
 
@@ -242,6 +248,23 @@ def make_trainer(cfg: TrainConfig, prepared: Prepared, common: dict, student_pat
         trainer = logit.make_trainer(cfg, common, model, tokenizer, prepared.train_ds, peft, callbacks)
     callbacks[1].handler = trainer.callback_handler
     return trainer, callbacks
+
+
+def _cross_tokenizer(cfg: TrainConfig, prepared: Prepared, tokenizer):
+    """The teacher's tokenizer when --cross-tokenizer applies (its vocabulary differs), else None; the
+    manifest's method block records which loss ran."""
+    from distill.stages.train import crosstokenizer, onpolicy
+    from distill.stages.train import model as student
+
+    teacher_tokenizer, signature = None, None
+    if cfg.cross_tokenizer and not prepared.teacher.get("server"):
+        loaded = student.load_tokenizer(prepared.teacher["resolved"], cfg.teacher_revision)
+        signature = onpolicy.vocabulary_signature(loaded)
+        if signature != onpolicy.vocabulary_signature(tokenizer):
+            teacher_tokenizer = loaded
+    prepared.method["cross_tokenizer"] = crosstokenizer.manifest_entry(crosstokenizer.uld_settings(
+        tokenizer, teacher_tokenizer, cfg.rollout_temperature), signature) if teacher_tokenizer else False
+    return teacher_tokenizer
 
 
 def _teacher_cfg(cfg: TrainConfig):

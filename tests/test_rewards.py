@@ -347,3 +347,22 @@ def test_rewards_close_pickle_and_reopen():
     assert trl_call(clone, ["Q"], [THINK + "\\boxed{3}"], answer=["3"]) == [1.0]
     for f in (language, clone):
         f.close()
+
+
+def test_accuracy_reward_reads_the_answer_as_the_extraction_mode_says():
+    """strict (R1's reward: the last box only) pays nothing for an unboxed right answer; standard pays the phrase;
+    lenient also the last number; and TrainConfig refuses an unknown mode in one line."""
+    completions = [THINK + "Final Answer: The final answer is 42. I hope it is correct.", THINK + "It comes to 42."]
+    paid = {}
+    for mode in ("strict", "standard", "lenient"):
+        funcs, _ = make_reward_functions(["accuracy"], GradeConfig(timeout_s=3.0, answer_extraction=mode),
+                                         RewardColumns(), max_completion_length=100, num_proc=1)
+        try:
+            paid[mode] = trl_call(funcs[0], ["What is 6 times 7?"] * 2, completions, answer=["42", "42"])
+        finally:
+            funcs[0].close()
+    assert paid == {"strict": [0.0, 0.0], "standard": [1.0, 0.0], "lenient": [1.0, 1.0]}
+    from distill.stages.train import TrainConfig
+
+    with pytest.raises(UserError, match="--answer-extraction must be one of strict, standard, lenient"):
+        build(TrainConfig, {"dataset": "x.jsonl", "method": "grpo", "answer_extraction": "fuzzy"})

@@ -91,9 +91,11 @@ def _how(method: dict, weights: str, teacher_text: str) -> str:
         context = method.get("teacher_context") or {}
         extra = " given a context the student never sees (context distillation)" if (
             context.get("system_prompt") or context.get("few_shot")) else ""
-        return (f"distilled on-policy from {teacher_text}{extra} ({weights}, TRL DistillationTrainer, generalized "
-                f"JSD beta {method.get('beta')}, lambda {method.get('lmbda')}): the student sampled, the teacher "
-                "scored every token")
+        cross = method.get("cross_tokenizer")
+        loss = (f"TRL's ULD loss across tokenizers, {cross.get('alignment')} alignment" if isinstance(cross, dict)
+                else f"generalized JSD beta {method.get('beta')}")
+        return (f"distilled on-policy from {teacher_text}{extra} ({weights}, TRL DistillationTrainer, {loss}, "
+                f"lambda {method.get('lmbda')}): the student sampled, the teacher scored every token")
     if name == "logit":
         return (f"distilled from {teacher_text}'s stored top-{method.get('top_k')} logprobs ({weights}): "
                 f"cross-entropy plus divergence (beta {method.get('beta')}, weight {method.get('kl_weight')})")

@@ -167,6 +167,9 @@ class TrainConfig:
     scale_rewards: str = option("group", help="grpo: group (divide by the group's std, as GRPO), batch, none "
                                 "(Dr. GRPO).")
     answer_column: str = option("answer", help="grpo: column with the reference answer (or `solution`).")
+    answer_extraction: str = option("standard", help="grpo: where the accuracy reward reads the answer: strict "
+                                    "(the last \\boxed{} only, R1's reward), standard or lenient, as `distill "
+                                    "filter --answer-extraction`.")
     domain_column: str = option("domain", help="grpo: column naming each row's domain (math, multiple_choice, code); "
                                 "rows without it are math.")
     pass_rate_range: Optional[str] = option(None, help="grpo: LO,HI keeps prompts whose measured pass rate (the "
@@ -195,6 +198,10 @@ class TrainConfig:
         if self.global_batch_size is not None and self.global_batch_size < 1:
             raise UserError("global_batch_size must be at least 1")
         self._validate_numbers()
+        from distill.verify.extraction import MODES
+
+        if self.answer_extraction not in MODES:
+            raise UserError(f"--answer-extraction must be one of {', '.join(MODES)}, got {self.answer_extraction!r}")
         from distill.stages.train import methods
 
         methods.validate(self)

@@ -35,7 +35,7 @@ def make_trainer(cfg, common: dict, model, tokenizer, train_ds, peft_config, cal
     vllm, mode = methods.use_vllm(cfg)
     specs = rewards.parse_reward_specs(cfg.reward)
     functions, weights = rewards.make_reward_functions(
-        specs, GradeConfig(), rewards.RewardColumns(), max_completion_length=cfg.max_completion_length,
+        specs, GradeConfig(answer_extraction=cfg.answer_extraction), rewards.RewardColumns(), max_completion_length=cfg.max_completion_length,
         num_proc=num_proc)
     args = GRPOConfig(
         **common, beta=methods.beta_of(cfg), num_generations=cfg.num_generations,

@@ -88,7 +88,7 @@ def prepare_data(cfg: TrainConfig, inputs, tokenizer, plan, conversation_in: dic
     method.update(num_generations=cfg.num_generations, rewards=cfg.reward, epsilon=cfg.epsilon,
                   epsilon_high=cfg.epsilon_high, loss_type=cfg.loss_type, scale_rewards=cfg.scale_rewards,
                   pass_rate_range=cfg.pass_rate_range, dropped_by_pass_rate=info["dropped_by_pass_rate"],
-                  reference_model=method["beta"] > 0)
+                  reference_model=method["beta"] > 0, answer_extraction=cfg.answer_extraction)
     return Prepared(train_ds, None, rows, mix, stats, rows_per_step_divisor=cfg.num_generations, method=method)
 
 

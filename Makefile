@@ -9,7 +9,7 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 STAMP := $(VENV)/.installed-$(EXTRA)
 export VLLM_CPU_KVCACHE_SPACE ?= 1
 
-.PHONY: install test test-unit demo demo-methods lint bench reproduce-openthoughts clean
+.PHONY: install test test-unit demo demo-methods demo-precision lint bench reproduce-openthoughts clean
 
 install: $(STAMP)
 
@@ -46,6 +46,9 @@ demo: install
 # SFT vs on-policy distillation vs SFT -> on-policy vs SFT -> GRPO, same model and problems (about 30 min on 2 cores)
 demo-methods: install
 	$(PY) scripts/demo_methods.py
+
+demo-precision: install
+	$(PY) scripts/demo_precision.py
 
 lint: install
 	$(VENV)/bin/ruff check distill tests scripts bench

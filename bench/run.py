@@ -2,6 +2,7 @@
 
     make bench                    # = python bench/run.py --output bench/RESULTS.md
     python bench/run.py --only filter
+    python bench/run.py --only sandbox  # code sandbox: stdin tests/s, one run per test vs one per program
 
 Each bench module exposes ``run() -> list[dict]`` with keys benchmark, metric, value, unit, notes.
 """

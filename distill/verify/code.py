@@ -7,9 +7,11 @@
   only when no block is labelled Python).
 * Tests come as OpenThoughts/TACO/APPS ``test_cases`` (JSON string or dict ``{"inputs": [...], "outputs": [...],
   "fn_name": optional}``) or LiveCodeBench lists of ``{"input", "output", "testtype": "stdin"|"functional"}``.
-  Two styles: stdin/stdout (one fresh process per test) and function calls (``fn_name``: a ``Solution`` method,
-  LeetCode style, or a top-level function; all calls in one process that reports after each call, restarted after
-  a timeout or crash when partial credit is on).
+  Two styles: stdin/stdout (each test a fresh process forked from one harness, so no module state carries over)
+  and function calls (``fn_name``: a ``Solution`` method, LeetCode style, or a top-level function; all calls in one
+  process). Either way all of a row's tests run in one sandbox run whose harness reports after each test
+  (``code_harness``); a test that takes the harness down (crash, timeout, limit) counts as failed and a fresh run
+  goes on from the next test when partial credit is on.
 * Output is compared like the TACO/APPS/CodeContests graders: whitespace-insensitive tokens, numbers within
   ``float_rel_tol``/``float_abs_tol``, tuples as lists and APPS's ``[value]`` wrapping for function results.
 * Verdict: ``correct`` when at least ``min_pass_fraction`` of the tests pass, else ``incorrect`` with the first
@@ -34,6 +36,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from distill.verify import CORRECT, INCORRECT, UNVERIFIED, Verdict
+from distill.verify.code_harness import (
+    CALL_HARNESS,
+    HARNESS_GRACE_S,
+    StdinReports,
+    stdin_files,
+    stdin_harness_spec,
+)
 from distill.verify.sandbox import (
     RunResult,
     Sandbox,
@@ -55,45 +64,6 @@ PRELUDE = ("import sys, os, re, math, heapq, bisect, random, string, itertools, 
            "from heapq import heappush, heappop, heapify\n"
            "from bisect import bisect_left, bisect_right, insort\n"
            "from typing import *\n")
-
-# Runs inside the sandbox for function-style tests: one JSON line per call on the original stdout; the program's
-# own prints go to stderr (counted against the output cap).
-_HARNESS = r'''
-import json, os, sys
-sys.setrecursionlimit(100000)
-out = os.fdopen(os.dup(1), "w", encoding="utf-8")
-os.dup2(2, 1)
-def default(o):
-    if isinstance(o, (set, frozenset)):
-        return sorted(o, key=repr)
-    return o.tolist() if hasattr(o, "tolist") else repr(o)
-def emit(obj):
-    out.write(json.dumps(obj, default=default) + "\n")
-    out.flush()
-here = os.path.dirname(os.path.abspath(__file__))
-spec = json.load(open(os.path.join(here, "tests.json")))
-name, tests, start = spec["fn_name"], spec["tests"], int(sys.argv[1])
-ns = {"__name__": "solution"}
-try:
-    exec(compile(open(os.path.join(here, "solution.py")).read(), "solution.py", "exec"), ns)
-except BaseException as exc:
-    emit({"load_error": "%s: %s" % (type(exc).__name__, exc)})
-    sys.exit(1)
-cls = ns.get("Solution")
-if isinstance(cls, type) and hasattr(cls, name):
-    make = lambda: getattr(cls(), name)
-elif callable(ns.get(name)):
-    make = lambda: ns[name]
-else:
-    emit({"load_error": "NameError: no function or Solution method named %r" % name})
-    sys.exit(1)
-emit({"ready": True})
-for i in range(start, len(tests)):
-    try:
-        emit({"i": i, "result": make()(*tests[i])})
-    except BaseException as exc:
-        emit({"i": i, "error": "%s: %s" % (type(exc).__name__, exc)})
-'''
 
 _FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)```", re.S | re.M)
 _PY_LANGS = {"python", "py", "python3", "py3", "python2", "pypy", "pypy3"}
@@ -327,17 +297,44 @@ class _Runner:
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
 
+    def judge_stdin(self, index: int, run: RunResult) -> bool:
+        """Record one stdin test's result; False once the verdict is settled."""
+        test = self.suite.tests[index]
+        bad = _abnormal(run)
+        got = run.stdout.decode("utf-8", errors="replace")
+        if bad is None and not compare_stdout(test.output, got, self.cfg.float_rel_tol, self.cfg.float_abs_tol):
+            bad = ("failed", f"expected {_short(test.output)} got {_short(got)}")
+        self.results[index] = _result(index, *(bad or ("passed", "")), run.wall_s)
+        return not self.settled()
+
     def run_stdin(self) -> None:
-        for i, test in enumerate(self.suite.tests):
-            if self.remaining() <= 0 or self.settled():
+        """All stdin tests in one harness run (``code_harness``), a fresh run after one that a test took down."""
+        tests, start, cfg = self.suite.tests, 0, self.cfg
+        while start < len(tests) and self.remaining() > 0 and not self.settled():
+            reports = StdinReports(start, len(tests), self.judge_stdin)
+            spec = stdin_harness_spec(self.box.path, start, cfg.per_test_timeout_s, cfg.max_output_bytes,
+                                      cfg.cpu_time_s, isolated=self.box.backend.name != "unsafe")
+            run = self.box.run([sys.executable, "-I", self.box.path("harness_stdin.py"), spec],
+                               timeout_s=self.remaining(), idle_timeout_s=cfg.per_test_timeout_s + HARNESS_GRACE_S,
+                               on_line=reports)
+            current = reports.next
+            if current >= len(tests) or run.killed == "stopped":
                 return
-            run = self.box.run([sys.executable, "-I", self.box.path("solution.py")], stdin=test.input,
-                               timeout_s=min(self.cfg.per_test_timeout_s, self.remaining()))
+            if reports.restart_at is not None and run.killed is None and run.returncode == 0:
+                if reports.restart_at > start:  # the harness asked for a fresh run (output or CPU budget)
+                    start = reports.restart_at
+                    continue
+                # not even this test's report fits in the run's output cap
+                self.results[current] = _result(current, "output_limit", "output limit exceeded")
+                start = current + 1
+                continue
             bad = _abnormal(run)
-            got = run.stdout.decode("utf-8", errors="replace")
-            if bad is None and not compare_stdout(test.output, got, self.cfg.float_rel_tol, self.cfg.float_abs_tol):
-                bad = ("failed", f"expected {_short(test.output)} got {_short(got)}")
-            self.results[i] = _result(i, *(bad or ("passed", "")), run.wall_s)
+            if not reports.ready and run.killed is None and (bad is None or bad[0] != "error"):
+                last = (run.stderr.decode(errors="replace").strip().splitlines() or [f"exit {run.returncode}"])[-1]
+                bad = ("error", f"sandbox error: the test harness did not start: {last[:200]}")
+            bad = bad or ("crashed", "crashed: exited before finishing the tests")
+            self.results[current] = _result(current, *bad, time.monotonic() - reports.last_report_at)
+            start = current + 1
 
     def run_calls(self) -> None:
         tests, start = self.suite.tests, 0
@@ -403,8 +400,10 @@ def verify_code(answer_text: str, test_cases: Any, *, fn_name: str | None = None
     source = program if "__future__" in program else PRELUDE + program
     files = {"solution.py": source}
     if suite.mode == "call":
-        files["harness.py"] = _HARNESS
+        files["harness.py"] = CALL_HARNESS
         files["tests.json"] = json.dumps({"fn_name": suite.fn_name, "tests": [t.input for t in suite.tests]})
+    else:
+        files.update(stdin_files(PRELUDE, [t.input for t in suite.tests]))
     with Sandbox(config, files, backend) as box:
         runner = _Runner(box, suite, config)
         runner.run_calls() if suite.mode == "call" else runner.run_stdin()

@@ -218,10 +218,13 @@ def alive(processes: set[tuple[int, str]]) -> set[tuple[int, str]]:
 
 
 def marked(marker: str) -> list[int]:
+    """The processes running the sleeper: an argument that *starts* with the marker comment (the grader's own
+    command line holds the program text, marker inside, so a substring match would count it too)."""
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            if marker.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+            if any(arg.startswith(f"# {marker}".encode())
+                   for arg in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")):
                 found.append(int(pid))
         except OSError:
             pass

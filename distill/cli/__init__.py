@@ -87,6 +87,12 @@ def _quiet_third_party() -> None:
     os.environ.setdefault("DATASETS_VERBOSITY", "error")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     warnings.filterwarnings("ignore")
+    import logging
+
+    # logging-based notices with no environment switch: bitsandbytes' "Failed to load CPU gemm_4bit_forward from
+    # kernels-community" on every CPU import with AVX-512 BF16 (it falls back by itself)
+    for name in ("bitsandbytes",):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _help(command) -> str:

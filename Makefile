@@ -9,7 +9,7 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 STAMP := $(VENV)/.installed-$(EXTRA)
 export VLLM_CPU_KVCACHE_SPACE ?= 1
 
-.PHONY: install test test-unit demo demo-methods demo-precision lint bench reproduce-openthoughts clean
+.PHONY: install test test-unit demo demo-methods demo-precision demo-verification lint bench reproduce-openthoughts clean
 
 install: $(STAMP)
 
@@ -49,6 +49,9 @@ demo-methods: install
 
 demo-precision: install
 	$(PY) scripts/demo_precision.py
+
+demo-verification: install
+	$(PY) scripts/demo_verification.py
 
 lint: install
 	$(VENV)/bin/ruff check distill tests scripts bench

@@ -33,6 +33,16 @@ columns ``completion_token_ids``, ``top_logprob_ids``, ``top_logprobs`` and a ma
 distillation (``distill train --method logit``). With ``--engine openai`` the server must return
 logprobs (checked with one request before anything is generated).
 
+Adaptive sampling (``stages/generate/adaptive.py``): ``--until-verified K`` samples in rounds of ``-n``, grades
+each sample with the one grader as it finishes, and closes a prompt once K of its samples verified (complete,
+well-formed, correct against the answer column; ``--answer-extraction``, ``--domain``, ``--grade-timeout``) or
+``--max-samples N`` (default 4 x -n) were tried, so easy prompts cost one round and hard ones get more. Every
+sample is stored, with its ``round`` and ``verified``; the manifest's ``adaptive`` key holds samples tried /
+verified per prompt, tokens and (with prices) cost per verified row. Resumable like any run:
+
+    distill generate --teacher bundled --dataset data/demo/train.jsonl --few-shot data/demo/few_shot.json \
+        -n 2 --until-verified 2 --max-samples 8 --max-tokens 256 --name traces-adaptive
+
 Resuming. Finished samples go to HOME/data/NAME/.partial-<config hash>/ as they complete. After a
 crash (even ``kill -9``) rerun the same command: only missing (id, sample index) pairs are generated
 and the artifact holds each exactly once. The hash covers what changes the samples (teacher,
@@ -112,7 +122,16 @@ class GenerateConfig(EngineOptions):
                                              "are left out of the prompts.")
     prefill: str | None = option(None, "Start the teacher's answer with this text, e.g. '<think>\\n' (\\n: a "
                                        "line break); stored completions start with it. vllm engine only.")
-    num_generations: int = option(4, "Samples per prompt.", short="-n")
+    num_generations: int = option(4, "Samples per prompt (with --until-verified: per round).", short="-n")
+    until_verified: Optional[int] = option(None, "Adaptive sampling: sample in rounds of -n and close a prompt once "
+                                                 "K of its samples verify (complete, well-formed, correct against "
+                                                 "the answer column) or --max-samples were tried.")
+    max_samples: Optional[int] = option(None, "With --until-verified: most samples per prompt (default: 4 rounds, "
+                                              "4 x -n).")
+    answer_extraction: str = option("standard", "With --until-verified: where answers are read, strict | standard | "
+                                                "lenient (as in `distill filter`).")
+    domain: str = option("math", "With --until-verified: how answers are checked, math or multiple_choice.")
+    grade_timeout: float = option(5.0, "With --until-verified: limit per answer check (s); an overrun is unverified.")
     temperature: float = option(0.6, "Sampling temperature.")
     top_p: float = option(0.95, "Nucleus sampling top-p.")
     max_tokens: int = option(32768, "Max completion tokens per sample (capped by the model's context).")
@@ -179,6 +198,9 @@ class GenerateConfig(EngineOptions):
                 raise UserError(message)
         if self.prefill is not None:
             self.validate_prefill()
+        from distill.stages.generate import adaptive
+
+        adaptive.validate(self)
         if self.few_shot_from is not None:
             from distill.stages.generate.shots import parse_spec
 
@@ -263,6 +285,10 @@ def config_hash(cfg: GenerateConfig, source_info: dict, teacher: Teacher, few_sh
         payload["logprobs"] = cfg.logprobs
     if cfg.prefill is not None:  # likewise
         payload["prefill"] = cfg.prefill
+    if cfg.until_verified:  # likewise
+        from distill.stages.generate import adaptive
+
+        payload["adaptive"] = adaptive.hash_payload(cfg)
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -280,6 +306,10 @@ def run(cfg: GenerateConfig, engine=None):
     from distill.artifacts.sources import load_input
 
     datasets.disable_progress_bars()
+    if cfg.until_verified:
+        from distill.verify.grader import prestart_pool
+
+        prestart_pool()  # math-verify loads in the grading workers' fork server meanwhile
     shard, count = cfg.shard_spec()
     artifacts.validate_name(cfg.name)
     artifacts.check_name_kind(cfg.name, "traces")
@@ -296,6 +326,11 @@ def run(cfg: GenerateConfig, engine=None):
     if shots is not None:
         few_shot = shots.messages
     prompts = build_prompts(data, cfg, few_shot, frozenset(shots.problems) if shots else frozenset())
+    references = None
+    if cfg.until_verified:
+        from distill.stages.generate import adaptive
+
+        references = adaptive.check_references(cfg, data, prompts)  # before anything starts or is written
     chash = config_hash(cfg, source.info, teacher, few_shot, prompts.id_column)
     if shots is not None:
         log.say(f"{len(shots.problems)} worked solution(s) of {shots.record['spec'].rpartition(':')[0]} as <think> "
@@ -317,11 +352,16 @@ def run(cfg: GenerateConfig, engine=None):
             return existing
     job = GenerationJob(cfg=cfg, data=data, source=source, prompts=prompts, store=store, teacher=teacher,
                         few_shot=few_shot, config_hash=chash, engine=engine,
-                        few_shot_from=shots.record if shots else None)
+                        few_shot_from=shots.record if shots else None, references=references)
     if cfg.merge_shards:
         return finish(job)
-    if cfg.temperature == 0 and cfg.num_generations > 1:
-        log.warn("--temperature 0 with n > 1 gives n copies of the greedy sample")
+    if cfg.temperature == 0 and (cfg.num_generations > 1 or cfg.until_verified):
+        log.warn("--temperature 0 with more than one sample per prompt gives copies of the greedy sample")
+    if cfg.until_verified:
+        from distill.stages.generate import adaptive
+
+        adaptive.generate(job, shard, count)
+        return _done(job, shard, count)
     done = store.done_keys()
     missing_by_prompt = {p: [i for i in range(cfg.num_generations) if (prompts.ids[p], i) not in done]
             for p in range(shard, len(prompts), count)}
@@ -332,6 +372,12 @@ def run(cfg: GenerateConfig, engine=None):
         generate_missing(job, missing_by_prompt, shard, count)
     elif not store.exists():  # an empty shard (N > prompts): nothing to write but its done mark
         store.create({"config_hash": chash})
+    return _done(job, shard, count)
+
+
+def _done(job: GenerationJob, shard: int, count: int):
+    """Mark this shard done; the last one to finish builds the artifact."""
+    store = job.store
     store.mark_done(shard, count, {"finished_at": time.time()})
     waiting = sorted(set(range(count)) - store.done_shards(count))
     if waiting:
@@ -373,17 +419,27 @@ def finish(job: GenerationJob):
             return None
         existing = committed_version(cfg.name, job.config_hash)
         if existing is None:
-            wanted = {(key, i) for key in prompts.ids for i in range(cfg.num_generations)}
-            missing = len(wanted - store.done_keys())
-            if missing:
-                raise UserError(f"{missing} of {len(wanted)} samples are still missing: run the unfinished shards "
-                                "(or this command without --merge-shards) to generate them")
-            dataset, totals = build_dataset(job)
+            verdicts = None
+            if cfg.until_verified:
+                from distill.stages.generate import adaptive
+
+                verdicts = adaptive.final_verdicts(job)  # raises while some prompt still needs samples
+            else:
+                wanted = {(key, i) for key in prompts.ids for i in range(cfg.num_generations)}
+                missing = len(wanted - store.done_keys())
+                if missing:
+                    raise UserError(f"{missing} of {len(wanted)} samples are still missing: run the unfinished "
+                                    "shards (or this command without --merge-shards) to generate them")
+            dataset, totals = build_dataset(job, verdicts)
             parents = [a for a in (job.source.artifact, job.teacher.checkpoint) if a is not None]
             config = {**to_dict(cfg), "source": job.source.info}
             with artifacts.create(cfg.name, "traces", config=config, parents=parents) as writer:
                 writer.save_dataset(dataset)
                 stats, extra = manifest_parts(job, totals)
+                if verdicts is not None:
+                    extra["adaptive"] = adaptive.manifest_record(job, verdicts, totals, stats["cost_usd"])
+                    stats.update({k: extra["adaptive"][k] for k in ("verified_rows", "mean_samples_per_prompt",
+                                                                    "completion_tokens_per_verified_row")})
                 writer.stats.update(stats)
                 writer.extra.update(extra)
             existing = artifacts.resolve(str(writer.path))
@@ -407,6 +463,8 @@ command after a crash; data parallel with --shard i/N).
       --problem-column question --few-shot-from gsm8k_train.jsonl:4 --prefill '<think>\\n'
   distill generate --teacher deepseek-reasoner --engine openai --base-url https://api.deepseek.com \\
       --api-key-env DEEPSEEK_API_KEY --price-in 0.55 --price-out 2.19 --dataset ...
+  distill generate --teacher bundled --dataset data/demo/train.jsonl --few-shot data/demo/few_shot.json \\
+      -n 2 --until-verified 2 --max-samples 8     # adaptive: stop a prompt once 2 samples verify
 
 A teacher that is not a reasoning model (an instruct model, the bundled one) writes no <think> block by
 itself: show it worked examples (--few-shot FILE, --few-shot-from DATASET:K) and/or start its answer with

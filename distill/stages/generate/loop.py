@@ -4,18 +4,23 @@
     dataset, totals = build_dataset(job)       # partial dir + source rows -> rows in (prompt, sample) order
     stats, extra = manifest_parts(job, totals) # what the traces manifest records
 
+``sampling_run`` (a context manager) holds one run's engine, part file and stats; ``generate_missing`` samples
+a fixed set with it, ``distill.stages.generate.adaptive`` samples round after round (--until-verified).
+
 ``job`` is the ``GenerationJob`` that ``distill.stages.generate.run`` assembles (config, dataset, prompts, store,
 teacher...).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
 import shutil
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +30,7 @@ from distill.think import split_reasoning
 RESERVED = ("id", "sample_index", "prompt", "problem", "answer", "completion", "finish_reason", "prompt_tokens",
             "completion_tokens", "teacher", "temperature", "top_p", "max_tokens", "seed", "_order")
 CONVERSATION_FILE = "conversation.json"
+ADAPTIVE_COLUMNS = ("round", "verified")  # --until-verified: each row's round and whether it verified
 
 
 NO_REASONING_SHARE = 0.05  # below this share of samples with a <think> block, the teacher is likely not reasoning
@@ -67,6 +73,7 @@ class GenerationJob:
     config_hash: str        # identity of everything that changes the samples
     engine: Any = None      # an open engine to reuse instead of starting one
     few_shot_from: dict | None = None  # where --few-shot-from's examples came from (shots.Shots.record)
+    references: dict | None = None  # --until-verified: each prompt's reference answer cell ({id: answer})
 
 
 def run_seed(seed: int, shard: int, count: int, runs_before: int) -> int:
@@ -80,12 +87,83 @@ def run_seed(seed: int, shard: int, count: int, runs_before: int) -> int:
 
 def generate_missing(job: GenerationJob, missing_by_prompt: dict[int, list[int]], shard: int, count: int) -> None:
     """Sample what ``missing_by_prompt`` lists ({prompt position: missing sample indices}) and persist each sample."""
-    from distill.engines import Request, SamplingConfig, make_engine
+    mine = len(range(shard, len(job.prompts), count))
+    remaining = {job.prompts.ids[p]: len(indices) for p, indices in missing_by_prompt.items()}
+    with sampling_run(job, shard, count, prompts=mine, prompts_done=mine - len(missing_by_prompt)) as sampler:
+        for record in sampler.sample(missing_by_prompt, sampler.seed):
+            remaining[record["id"]] -= 1
+            if remaining[record["id"]] == 0:
+                sampler.advance()
+        sampler.finished = all(v <= 0 for v in remaining.values())
+
+
+class Sampler:
+    """One run's open engine and sample writer (made by ``sampling_run``); ``sample`` may be called many times."""
+
+    def __init__(self, job: GenerationJob, engine, writer, stats: dict[str, Any], template_prefill: str | None,
+                 bar, task):
+        self.job, self.engine, self.writer, self.stats = job, engine, writer, stats
+        self.seed: int = stats["seed"]
+        self.run_id: str = stats["run"]
+        self.template_prefill = template_prefill
+        self.bar, self.task = bar, task
+        self.finished = False  # set by the caller once nothing is left to sample
+        self._began = self._last_saved = time.monotonic()
+
+    def sample(self, missing_by_prompt: dict[int, list[int]], seed: int):
+        """Yield the record of each sample as it finishes, after it is persisted (one engine call, seeded)."""
+        from distill.engines import Request, SamplingConfig
+        from distill.engines import chat as prompting
+        from distill.stages.generate import logprobs as token_logprobs
+
+        cfg, prompts, stats = self.job.cfg, self.job.prompts, self.stats
+        # --prefill: a last message the engine's chat rendering continues (not stored in the rows' prompt)
+        tail = [prompting.prefill_message(cfg.prefill)] if cfg.prefill is not None else []
+        requests = (Request(key=prompts.ids[p], messages=prompts.messages[p] + tail, sample_indices=indices)
+                    for p, indices in missing_by_prompt.items())
+        sampling = SamplingConfig(n=cfg.num_generations, temperature=cfg.temperature, top_p=cfg.top_p,
+                                  max_tokens=cfg.max_tokens, seed=seed, logprobs=cfg.logprobs)
+        for sample in self.engine.generate(requests, sampling):
+            text = sample.text
+            if cfg.prefill is not None and not sample.extra.get("error"):
+                text = prompting.completion_with_prefill(text, cfg.prefill, self.template_prefill)
+            record = {"id": sample.key, "sample_index": sample.index, "completion": text,
+                      "finish_reason": sample.finish_reason, "prompt_tokens": sample.prompt_tokens,
+                      "completion_tokens": sample.completion_tokens, "run": self.run_id}
+            if sample.extra.get("error"):
+                record["error"] = sample.extra["error"]
+            if sample.logprobs is not None:
+                record["logprobs"] = token_logprobs.encode(sample.logprobs)
+            self.writer.write(record)
+            if not stats["samples"]:
+                stats["first_sample_seconds"] = round(time.monotonic() - self._began, 3)
+            stats["samples"] += 1
+            stats["prompt_tokens"] += sample.prompt_tokens
+            stats["completion_tokens"] += sample.completion_tokens
+            now = time.monotonic()
+            stats["engine_seconds"] = round(now - self._began, 3)
+            self.bar.update(self.task, samples=stats["samples"],
+                            tps=stats["completion_tokens"] / max(now - self._began, 1e-9))
+            if now - self._last_saved >= 1.0:
+                self.job.store.write_run(self.run_id, stats)
+                self._last_saved = now
+            yield record
+
+    def advance(self, prompts: int = 1, **fields: Any) -> None:
+        """``prompts`` more prompts are done (the progress bar); ``fields``: other counters it shows."""
+        self.bar.update(self.task, advance=prompts, **fields)
+
+
+@contextlib.contextmanager
+def sampling_run(job: GenerationJob, shard: int, count: int, *, prompts: int, prompts_done: int,
+                 fields: dict[str, str] | None = None, run_id: str | None = None) -> Iterator[Sampler]:
+    """Start the engine (errors there leave nothing on disk), open this run's part file and progress bar
+    (``prompts`` in all, ``prompts_done`` already), and record the run's stats as it goes and when it ends."""
     from distill.engines import chat as prompting
-    from distill.stages.generate import logprobs as token_logprobs
+    from distill.engines import make_engine
     from distill.stages.generate.store import new_run_id
 
-    cfg, store, prompts = job.cfg, job.store, job.prompts
+    cfg, store = job.cfg, job.store
     seed = run_seed(cfg.seed, shard, count, len(store.runs()))
     engine_cfg = cfg.engine_config(
         job.teacher.model, seed=seed, chat_template=cfg.chat_template or job.teacher.chat_template,
@@ -106,66 +184,35 @@ def generate_missing(job: GenerationJob, missing_by_prompt: dict[int, list[int]]
     if cfg.prefill is not None:
         engine_format.update(prefill=prompting.effective_prefill(cfg.prefill, template_prefill),
                              prefill_source="--prefill", template_prefill=template_prefill)
-    run_id = new_run_id()
+    run_id = run_id or new_run_id()
     stats: dict[str, Any] = {"run": run_id, "shard": f"{shard}/{count}", "seed": seed, "engine": cfg.engine,
                              "started_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
                              "load_seconds": round(time.monotonic() - started, 2), "engine_seconds": 0.0,
                              "samples": 0, "prompt_tokens": 0, "completion_tokens": 0}
-    writer = None
-    remaining = {prompts.ids[p]: len(indices) for p, indices in missing_by_prompt.items()}
+    writer = sampler = None
     try:
         store.create({"config_hash": job.config_hash, "name": cfg.name, "teacher": job.teacher.info,
                       "dataset": job.source.info})
         if not (store.path / CONVERSATION_FILE).exists():
             (store.path / CONVERSATION_FILE).write_text(json.dumps(engine_format, indent=2))
         writer = store.writer(f"{shard}of{count}", run_id)
-        # --prefill: a last message the engine's chat rendering continues (not stored in the rows' prompt)
-        tail = [prompting.prefill_message(cfg.prefill)] if cfg.prefill is not None else []
-        requests = (Request(key=prompts.ids[p], messages=prompts.messages[p] + tail, sample_indices=indices)
-                    for p, indices in missing_by_prompt.items())
-        sampling = SamplingConfig(n=cfg.num_generations, temperature=cfg.temperature, top_p=cfg.top_p,
-                                  max_tokens=cfg.max_tokens, seed=seed, logprobs=cfg.logprobs)
-        mine = len(range(shard, len(prompts), count))
-        began = last_saved = time.monotonic()
-        with _progress(cfg.progress) as bar:
-            task = bar.add_task(f"{cfg.name} [{cfg.engine}]", total=mine, completed=mine - len(missing_by_prompt), samples=0,
-                                tps=0.0)
-            for sample in engine.generate(requests, sampling):
-                text = sample.text
-                if cfg.prefill is not None and not sample.extra.get("error"):
-                    text = prompting.completion_with_prefill(text, cfg.prefill, template_prefill)
-                record = {"id": sample.key, "sample_index": sample.index, "completion": text,
-                          "finish_reason": sample.finish_reason, "prompt_tokens": sample.prompt_tokens,
-                          "completion_tokens": sample.completion_tokens, "run": run_id}
-                if sample.extra.get("error"):
-                    record["error"] = sample.extra["error"]
-                if sample.logprobs is not None:
-                    record["logprobs"] = token_logprobs.encode(sample.logprobs)
-                writer.write(record)
-                if not stats["samples"]:
-                    stats["first_sample_seconds"] = round(time.monotonic() - began, 3)
-                stats["samples"] += 1
-                stats["prompt_tokens"] += sample.prompt_tokens
-                stats["completion_tokens"] += sample.completion_tokens
-                remaining[sample.key] -= 1
-                now = time.monotonic()
-                stats["engine_seconds"] = round(now - began, 3)
-                bar.update(task, advance=1 if remaining[sample.key] == 0 else 0, samples=stats["samples"],
-                           tps=stats["completion_tokens"] / max(now - began, 1e-9))
-                if now - last_saved >= 1.0:
-                    store.write_run(run_id, stats)
-                    last_saved = now
+        shown = {"samples": "{} samples", **(fields or {}), "tps": "{:.0f} tok/s"}
+        with _progress(cfg.progress, shown) as bar:
+            task = bar.add_task(f"{cfg.name} [{cfg.engine}]", total=prompts, completed=prompts_done,
+                                **{name: 0 for name in shown})
+            sampler = Sampler(job, engine, writer, stats, template_prefill, bar, task)
+            yield sampler
     finally:
         if writer is not None:
             writer.close()
-            stats["finished"] = all(v <= 0 for v in remaining.values())
+            stats["finished"] = bool(sampler and sampler.finished)
             store.write_run(run_id, stats)
         if own:
             engine.close()
 
 
-def _progress(enabled: bool):
-    return log.progress(unit="prompts", fields={"samples": "{} samples", "tps": "{:.0f} tok/s"}, enabled=enabled)
+def _progress(enabled: bool, fields: dict[str, str]):
+    return log.progress(unit="prompts", fields=fields, enabled=enabled)
 
 
 # ---------------------------------------------------------------------------- the artifact
@@ -177,7 +224,8 @@ def source_columns(column_names: list[str], cfg, answer_column: str | None,
     from distill.stages.generate.logprobs import COLUMNS as LOGPROB_COLUMNS
 
     represented = {"problem": cfg.problem_column, "answer": answer_column, "id": id_column}
-    reserved = RESERVED + (LOGPROB_COLUMNS if cfg.logprobs else ())
+    # columns of our own only some runs add (a run without them keeps the source's names it always had)
+    reserved = RESERVED + (LOGPROB_COLUMNS if cfg.logprobs else ()) + (ADAPTIVE_COLUMNS if cfg.until_verified else ())
     out = []
     for name in column_names:
         if name in reserved:
@@ -195,15 +243,17 @@ def _answer(value) -> str | None:
     return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
 
 
-def build_dataset(job: GenerationJob):
-    """The traces dataset: one row per (prompt, sample index), in dataset order; and token totals."""
+def build_dataset(job: GenerationJob, verified: dict[tuple[str, int], bool] | None = None):
+    """The traces dataset: one row per (prompt, sample index), in dataset order; and token totals.
+
+    ``verified`` (--until-verified: each sample's verdict) adds the columns ``round`` and ``verified``."""
     import datasets
     from datasets.arrow_writer import ArrowWriter
 
     from distill.stages.generate import logprobs as token_logprobs
 
     cfg, data, prompts, store = job.cfg, job.data, job.prompts, job.store
-    n = cfg.num_generations
+    n = cfg.max_samples if verified is not None else cfg.num_generations  # sample indices are below n
     carried = source_columns(data.column_names, cfg, prompts.answer_column, prompts.id_column)
     message = {"role": datasets.Value("string"), "content": datasets.Value("string")}
     features = datasets.Features({
@@ -214,7 +264,9 @@ def build_dataset(job: GenerationJob):
         "prompt_tokens": datasets.Value("int32"), "completion_tokens": datasets.Value("int32"),
         "teacher": datasets.Value("string"), "temperature": datasets.Value("float64"),
         "top_p": datasets.Value("float64"), "max_tokens": datasets.Value("int32"), "seed": datasets.Value("int64"),
-        **(token_logprobs.features() if cfg.logprobs else {}), "_order": datasets.Value("int64")})
+        **(token_logprobs.features() if cfg.logprobs else {}),
+        **({"round": datasets.Value("int32"), "verified": datasets.Value("bool")} if verified is not None else {}),
+        "_order": datasets.Value("int64")})
     build = store.path / "build"
     shutil.rmtree(build, ignore_errors=True)
     build.mkdir()
@@ -239,7 +291,9 @@ def build_dataset(job: GenerationJob):
             "prompt_tokens": record["prompt_tokens"], "completion_tokens": record["completion_tokens"],
             "teacher": cfg.teacher, "temperature": cfg.temperature, "top_p": cfg.top_p,
             "max_tokens": cfg.max_tokens, "seed": cfg.seed, "_order": i * n + index,
-            **(token_logprobs.row_arrays(record, cfg.logprobs) if cfg.logprobs else {})})
+            **(token_logprobs.row_arrays(record, cfg.logprobs) if cfg.logprobs else {}),
+            **({"round": index // cfg.num_generations, "verified": verified[(record["id"], index)]}
+               if verified is not None else {})})
         totals["samples"] += 1
         totals["prompt_tokens"] += record["prompt_tokens"]
         totals["completion_tokens"] += record["completion_tokens"]
@@ -334,8 +388,26 @@ def print_summary(artifact) -> None:
     if manifest.get("logprobs"):
         lines.append(f"  top-{manifest['logprobs']['k']} teacher logprobs per completion token "
                      f"({', '.join(manifest['logprobs']['columns'])})")
+    if manifest.get("adaptive"):
+        lines.append(adaptive_line(manifest["adaptive"], manifest.get("cost")))
     lines.append(f"  -> {artifact.path}")
     print("\n".join(lines))
     share = manifest["stats"].get("think_share")
     if share is not None and share < NO_REASONING_SHARE:
         log.warn(no_reasoning_hint(share))
+
+
+def adaptive_line(record: dict[str, Any], cost: dict | None) -> str:
+    """One summary line of an --until-verified run (its manifest's ``adaptive`` key)."""
+    others = [f"{record['prompts_at_max_samples']} stopped at --max-samples {record['max_samples']}"]
+    if record["prompts_without_reference"]:
+        others.append(f"{record['prompts_without_reference']} without a reference answer")
+    histogram = ", ".join(f"{k}: {v}" for k, v in record["samples_per_prompt"].items())
+    per_row = record["completion_tokens_per_verified_row"]
+    line = (f"  adaptive: {record['prompts_reached_k']} of {record['prompts']} prompts reached "
+            f"{record['until_verified']} verified ({'; '.join(others)}); {record['mean_samples_per_prompt']:g} samples "
+            f"per prompt (prompts by samples {histogram}); {record['verified_rows']} verified rows, "
+            + (f"{per_row:,.0f} completion tokens per verified row" if per_row is not None else "no verified row"))
+    if cost and record.get("cost_per_verified_row_usd") is not None:
+        line += f", ${record['cost_per_verified_row_usd']:,.6f} per verified row"
+    return line

@@ -3,6 +3,7 @@
     HOME/data/NAME/.partial-<config hash>/
         meta.json                      what the hash covers (for people; the hash decides)
         part-<shard>-<run>.jsonl       one line per finished sample; each run writes its own files
+        verdicts-<shard>-<run>.jsonl   --until-verified: one line per graded sample ({id, sample_index, verified})
         run-<run>.json                 each run's engine time, tokens and seed (rewritten as it goes)
         done-<i>of<N>.json             shard i of N has nothing left to generate
         merge.lock                     held (flock) by the process that builds the artifact
@@ -109,6 +110,25 @@ class PartialStore:
 
     def writer(self, shard_label: str, run_id: str) -> ShardWriter:
         return ShardWriter(self.path / f"part-{shard_label}-{run_id}.jsonl")
+
+    # ------------------------------------------------------------------ verdicts (--until-verified)
+
+    def verdict_writer(self, shard_label: str, run_id: str) -> ShardWriter:
+        return ShardWriter(self.path / f"verdicts-{shard_label}-{run_id}.jsonl")
+
+    def verdicts(self) -> dict[tuple[str, int], bool]:
+        """Whether each graded sample verified (the first verdict of a key: the one its run decided on)."""
+        found: dict[tuple[str, int], bool] = {}
+        for path in sorted(self.path.glob("verdicts-*.jsonl")) if self.exists() else []:
+            with open(path, encoding="utf-8") as handle:
+                for line in handle:
+                    try:
+                        record = json.loads(line)
+                        key, verified = (record["id"], int(record["sample_index"])), bool(record["verified"])
+                    except (ValueError, KeyError, TypeError):
+                        continue  # a line torn by a kill mid-write
+                    found.setdefault(key, verified)
+        return found
 
     # ------------------------------------------------------------------ runs and shards
 

@@ -234,8 +234,6 @@ def test_bad_values_are_one_error_line(home, tmp_path, capsys):
         (["--few-shot-from", f"{gsm8k}:2", "--few-shot", "data/demo/few_shot.json"], ["not both"]),
         (["--prefill", ""], ["--prefill is empty"]),
         (["--prefill", "  "], ["--prefill is empty"]),
-        (["--prefill", "<think>\\n", "--engine", "openai", "--base-url", "http://127.0.0.1:9/v1"],
-         ["--prefill needs --engine vllm"]),
         (["--prefill", "<think>\\n", "--logprobs", "2"], ["--prefill with --logprobs"]),
         (["--prompt-column", "nope"], ["--problem-column 'nope'", "question, answer"]),
     ]
@@ -268,6 +266,27 @@ def _as_config(words: list[str]) -> dict:
         values[key] = words[i + 1]
         i += 2
     return values
+
+
+@pytest.mark.vllm
+def test_prefill_through_an_openai_server(home, tmp_path, vllm_server):
+    """--engine openai --prefill: the server continues the assistant turn (continue_final_message): its prompt
+    holds the prefill's tokens, the reply is only the new text, the stored completion starts with the prefill."""
+    from transformers import AutoTokenizer
+
+    path = _jsonl(tmp_path / "gsm8k_train.jsonl", GSM8K_ROWS)
+    cfg = build(GenerateConfig, {"teacher": vllm_server.model, "engine": "openai", "base_url": vllm_server.base_url,
+                                 "tokenizer": vllm_server.model, "dataset": str(path), "problem_column": "question",
+                                 "prefill": "<think>\\nFirst,", "num_generations": 1, "max_tokens": 24,
+                                 "temperature": 0.0, "name": "served-prefill", "progress": False})
+    rows = run(cfg).load_dataset().to_list()
+    tokenizer = AutoTokenizer.from_pretrained(vllm_server.model)
+    assert len(rows) == len(GSM8K_ROWS)
+    for row in rows:
+        assert row["completion"].startswith("<think>\nFirst,") and "<|im_start|>" not in row["completion"]
+        rendered = chat.render(tokenizer, row["prompt"] + [chat.prefill_message("<think>\nFirst,")])
+        assert rendered.endswith("<|im_start|>assistant\n<think>\nFirst,")
+        assert row["prompt_tokens"] == len(tokenizer(rendered, add_special_tokens=False).input_ids)
 
 
 @pytest.mark.vllm

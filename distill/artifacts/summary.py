@@ -17,8 +17,8 @@ from distill.errors import UserError
 
 # The config values worth a glance, per kind (others: `distill artifacts show REF` prints the whole manifest).
 KEY_CONFIG = {
-    "traces": ("teacher", "engine", "dataset", "split", "limit", "num_generations", "temperature", "top_p",
-               "max_tokens", "shard"),
+    "traces": ("teacher", "engine", "dataset", "split", "limit", "num_generations", "until_verified", "max_samples",
+               "temperature", "top_p", "max_tokens", "shard"),
     "filtered": ("input", "split", "domain", "skip", "answer_extraction", "correctness", "keep_unverified",
                  "require_reference", "pass_rate_range", "max_tokens", "max_per_prompt", "per_prompt_policy",
                  "decontaminate"),

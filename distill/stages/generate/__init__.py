@@ -24,7 +24,8 @@ data/demo/few_shot.json), ``--few-shot-from DATASET:K`` (the first K worked solu
 ``<think>`` examples, see ``stages/generate/shots.py``; rows showing the same problems are left out of the
 prompts), and/or ``--prefill '<think>\\n'``: the assistant turn starts with that text (the template's
 generation prompt, then the text; ``\\n`` and ``\\t`` are read as a line break and a tab), and the stored
-completion starts with it too. --prefill needs the vllm engine. generate warns when under 5 % of the samples
+completion starts with it too. With ``--engine openai`` the server is asked to continue the assistant turn
+(``continue_final_message``, as vLLM and SGLang servers do). generate warns when under 5 % of the samples
 hold a ``<think>`` block.
 
 ``--logprobs K`` (1-20) also stores the teacher's top-K log-probabilities of every completion token:
@@ -121,7 +122,8 @@ class GenerateConfig(EngineOptions):
                                              "answers) as <think> examples before each question; their problems "
                                              "are left out of the prompts.")
     prefill: str | None = option(None, "Start the teacher's answer with this text, e.g. '<think>\\n' (\\n: a "
-                                       "line break); stored completions start with it. vllm engine only.")
+                                       "line break); stored completions start with it. openai: the server "
+                                       "must support continue_final_message (vLLM, SGLang).")
     num_generations: int = option(4, "Samples per prompt (with --until-verified: per round).", short="-n")
     until_verified: Optional[int] = option(None, "Adaptive sampling: sample in rounds of -n and close a prompt once "
                                                  "K of its samples verify (complete, well-formed, correct against "
@@ -215,9 +217,6 @@ class GenerateConfig(EngineOptions):
         if not self.prefill.strip():
             raise UserError("--prefill is empty: give the text the teacher's answer starts with, e.g. "
                             "--prefill '<think>\\n'")
-        if self.engine != "vllm":
-            raise UserError("--prefill needs --engine vllm: the openai engine cannot yet ask a server to continue "
-                            "an assistant turn (use --few-shot / --few-shot-from with a server)")
         if self.logprobs:
             raise UserError("--prefill with --logprobs: the stored token ids would start after the prefill, which "
                             "`distill train --method logit` does not put in the student's prompt; drop one")

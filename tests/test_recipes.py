@@ -41,7 +41,7 @@ def test_recipe_values_that_matter():
     assert ot.global_batch_size // (ot.per_device_train_batch_size * ot.num_gpus) == 12  # one 8-GPU node
     smol = build(TrainConfig, load_recipe("smol-demo"))
     assert (smol.model, smol.lora, smol.precision, smol.per_device_train_batch_size, smol.assistant_only_loss) == (
-        "bundled", False, "fp32", 8, True)
+        "bundled", False, "auto", 8, True)
     assert build(TrainConfig, load_recipe("qwen-7b")).model == "Qwen/Qwen2.5-7B-Instruct"
     assert build(TrainConfig, load_recipe("qwen-32b")).model == "Qwen/Qwen2.5-32B-Instruct"
     assert build(TrainConfig, load_recipe("llama-8b")).model == "meta-llama/Llama-3.1-8B-Instruct"

@@ -81,6 +81,10 @@ def test_head_filters_with_where_and_stops_at_n(home):
     assert browse.head(artifact, where=["verdict_reason=null"]).matched == 3  # train: kept rows have none
     assert browse.head(artifact, where=["reject_reason=format"]).matched == 0  # default split is train
     assert browse.head(artifact, where=[("id", "p11")]).rows[0][1]["id"] == "p11"
+    # nothing matched: the column's values are listed (the funnel's check "correct" is the reason "incorrect")
+    miss = browse.head(artifact, split="rejected", where=["reject_reason=correct"])
+    assert miss.matched == 0 and miss.values == {"reject_reason": [("format", 3), ("incorrect", 2), ("unverified", 1)]}
+    assert browse.head(artifact, split="rejected", where=["reject_reason=format"]).values == {}
 
 
 def test_head_errors_say_what_exists(home):

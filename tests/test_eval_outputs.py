@@ -54,7 +54,8 @@ def test_grade_fixed_outputs(home):
     assert metrics["completion_tokens"] == pytest.approx((30 + 20 + 8 + 64 + 40 + 24 + 22 + 6) / 8)
     assert results["sampling"]["source"] == "outputs"
     assert artifact.manifest["kind"] == "eval" and artifact.manifest["results_sha256"]
-    assert "| eval_small | 4 × 2 | 50.0 [50.0, 50.0] | 100.0 [51.0, 100.0] | 75.0 [" in result.stdout
+    # 4 problems at 1 of 2 each: no spread between problems, but 4 problems cannot give a point (Wilson union)
+    assert "| eval_small | 4 × 2 | 50.0 [15.0, 85.0] | 100.0 [51.0, 100.0] | 75.0 [" in result.stdout
 
 
 @pytest.mark.cli

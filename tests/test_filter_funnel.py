@@ -68,3 +68,19 @@ def test_filter_cli_prints_incorrect_and_unverified_apart(home, tmp_path):
     correct = next(r for r in stats["funnel"] if r["check"] == "correct")
     assert correct == {"check": "correct", "remaining": 1, "dropped": 2,
                        "by_reason": {"incorrect": 1, "unverified": 1}, "skipped": False}
+
+
+@pytest.mark.cli
+def test_nothing_kept_is_said_with_what_helps_and_verdicts_count_only_checked_rows(home, tmp_path):
+    """A GSM8K trial with a weak teacher kept 0 rows with exit 0 and no hint; and the summary counted rows with
+    no closed <think> block (nothing graded) as "incorrect"."""
+    rows = [{"problem": f"What is {i}+{i}?", "answer": str(2 * i),
+             "completion": f"<think>adding {i} and {i} step by step</think> \\boxed{{{2 * i + 1}}}"} for i in range(3)]
+    rows += [{"problem": "What is 5+5?", "answer": "10", "completion": "<think>five and five make ten \\boxed{10}"}]
+    traces = tmp_path / "traces.jsonl"
+    traces.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = run_cli("filter", "--input", str(traces), "--name", "f", "--timeout", "3", home=home, check=True)
+    assert "kept 0 of 4 rows; most were dropped as 'incorrect' (3)" in result.stderr
+    assert "--until-verified" in result.stderr and "--correctness annotate" in result.stderr
+    summary = run_cli("artifacts", "show", "f@latest", "--summary", home=home, check=True).stdout
+    assert "incorrect 3  (of the 3 rows that reached the correctness check)" in summary

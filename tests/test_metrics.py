@@ -86,3 +86,13 @@ def test_estimate_round_trips_through_dict():
     assert Estimate.from_dict(est.to_dict()) == est
     unbounded = estimate([10, 30], low=None, high=None)
     assert unbounded.mean == 20 and unbounded.ci_high > 30
+
+
+def test_intervals_near_the_ends_widen_with_wilson():
+    """1 of 30 must not look surer than 0 of 30 (a new user's GSM8K trial printed 3.3 [0.0, 9.9] beside
+    0.0 [0.0, 11.4]); a rate with at least 5 successes and 5 failures keeps the clustered normal interval."""
+    zero, one = estimate([0.0] * 30), estimate([1.0] + [0.0] * 29)
+    assert one.ci_high > zero.ci_high and zero.ci_low == one.ci_low == 0.0
+    assert estimate([0.5] * 4).ci_low < 0.5 < estimate([0.5] * 4).ci_high  # no point interval from 4 problems
+    middle = estimate([1.0] * 50 + [0.0] * 50)
+    assert middle.ci_low == pytest.approx(0.5 - 1.959963984540054 * middle.stderr)

@@ -151,6 +151,9 @@ class Head:
     where: list[tuple[str, str]]
     columns: list[str]
     rows: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # (row index in the split, row)
+    # when nothing matched: the most common values of each --where column, so a near miss (the funnel's check
+    # name "correct" for the reject reason "incorrect") is one look away
+    values: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
 
 
 def matching_indices(dataset, where: Sequence[tuple[str, str]], batch_size: int = 1000) -> list[int]:
@@ -183,8 +186,15 @@ def head(artifact, split: str | None = None, where: Sequence[str] | Sequence[tup
     indices = matching_indices(dataset, conditions)
     view = dataset.select_columns(shown).with_format("python") if shown else dataset
     rows = [(i, view[i] if shown else {}) for i in indices[:n]]
+    values = {}
+    if conditions and not indices:
+        from collections import Counter
+
+        for column in dict.fromkeys(c for c, _ in conditions):
+            counts = Counter(str(v) for v in dataset.select_columns([column]).with_format("python")[column])
+            values[column] = counts.most_common(8)
     return Head(ref=artifact.ref, split=split, total=len(dataset), matched=len(indices), where=list(conditions),
-                columns=shown, rows=rows)
+                columns=shown, rows=rows, values=values)
 
 
 # ---------------------------------------------------------------------------- export

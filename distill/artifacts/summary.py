@@ -171,9 +171,12 @@ def _filtered(artifact) -> list[tuple[str, list[str]]]:
         if "prompts_kept" in stats:
             line += f", {stats['prompts_kept']} of {stats.get('prompts')} prompts"
         out.append(("kept", [line]))
-    verdicts = stats.get("verdicts")
+    checked = stats.get("verdicts_checked")
+    verdicts = checked if checked is not None else stats.get("verdicts")
     if verdicts:
         line = ", ".join(f"{k} {v}" for k, v in verdicts.items())
+        if checked is not None:
+            line += f"  (of the {sum(checked.values())} rows that reached the correctness check)"
         if stats.get("timeouts"):
             line += f"  ({stats['timeouts']} grader timeouts)"
         out.append(("verdicts", [line]))

@@ -86,6 +86,10 @@ def _quiet_third_party() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DATASETS_VERBOSITY", "error")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    # progress bars of loading weights, writing shards, generating / saving dataset splits: our own bars and
+    # lines say what happens (transformers' bars follow huggingface_hub's switch)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     warnings.filterwarnings("ignore")
     import logging
 
@@ -93,6 +97,7 @@ def _quiet_third_party() -> None:
     # kernels-community" on every CPU import with AVX-512 BF16 (it falls back by itself)
     for name in ("bitsandbytes",):
         logging.getLogger(name).setLevel(logging.ERROR)
+
 
 
 def _help(command) -> str:

@@ -107,6 +107,8 @@ def head_command(ref: str = typer.Argument(..., help="NAME, NAME@latest, NAME@v3
     if result.where:
         typer.echo(f"{place}: {len(result.rows)} of {result.matched} rows where {where_text} "
                    f"({result.total} rows in all)")
+        for column, counts in result.values.items():
+            typer.echo(f"  values of {column} here: " + ", ".join(f"{v} ({k})" for v, k in counts))
     else:
         typer.echo(f"{place}: first {len(result.rows)} of {result.total} rows")
     width = min(max((len(c) for c in result.columns), default=0), 24)

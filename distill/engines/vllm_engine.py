@@ -137,7 +137,7 @@ class VllmEngine:
 
     def __init__(self, cfg: EngineConfig):
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # keep the progress bar readable
-        log_path = None if verbose() else engine_log_path()
+        log_path = self._log_path = None if verbose() else engine_log_path()
         with _output_to(log_path):  # importing vLLM prints platform notes (Triton, ...)
             from vllm import LLM
             from vllm.platforms import current_platform
@@ -311,13 +311,16 @@ class VllmEngine:
         llm, self._llm = getattr(self, "_llm", None), None
         if llm is None:
             return
-        core = getattr(llm.llm_engine, "engine_core", None)
-        if core is not None and hasattr(core, "shutdown"):
-            core.shutdown()
-        del llm
         import gc
 
-        gc.collect()
+        # shutdown notices ("[shutdown] Process manager: force killing remaining processes") go to the engine's
+        # log file with its start-up output, as everything vLLM prints does unless --verbose
+        with _output_to(getattr(self, "_log_path", None)):
+            core = getattr(llm.llm_engine, "engine_core", None)
+            if core is not None and hasattr(core, "shutdown"):
+                core.shutdown()
+            del llm
+            gc.collect()
         from distill.engines import reaper
 
         reaper.stop(getattr(self, "_watcher", None))

@@ -12,10 +12,13 @@ does not shrink as 1/sqrt(P*n) the way a naive binomial error over all samples w
     >>> estimate([1.0, 0.0, 0.5, 0.5]).mean
     0.5
 
-Intervals use the normal approximation (mean ± 1.96·SE), clipped to the value's natural range. When
-every problem scores 0 (or every one scores 1) the normal interval collapses to a point, which would
-claim certainty from, say, 4 problems; rates then get the Wilson score interval over problems instead
-(``[0, 0.49]`` for 0 of 4), which is valid for any per-problem values in [0, 1].
+Intervals use the normal approximation (mean ± 1.96·SE), clipped to the value's natural range. Near the
+ends of [0, 1] it fails: when every problem scores 0 (or every one 1) it collapses to a point, which would
+claim certainty from, say, 4 problems, and 1 of 30 would get a narrower interval than 0 of 30. So a rate
+whose successes or failures number under 5 (the textbook condition for the normal approximation, counted
+over problems) gets the union of the normal and the Wilson score interval over problems (``[0, 0.49]`` for
+0 of 4; ``[0, 0.167]`` for 1 of 30, wider than 0 of 30's ``[0, 0.114]``); Wilson's is valid for any
+per-problem values in [0, 1].
 """
 
 from __future__ import annotations
@@ -80,8 +83,9 @@ def estimate(values: Iterable[float | None], low: float | None = 0.0, high: floa
     variance = sum((v - mean) ** 2 for v in data) / (count - 1)
     stderr = math.sqrt(variance / count)
     ci_low, ci_high = mean - Z95 * stderr, mean + Z95 * stderr
-    if (low, high) == (0.0, 1.0) and mean in (0.0, 1.0):
-        ci_low, ci_high = wilson_interval(mean, count)
+    if (low, high) == (0.0, 1.0) and min(mean, 1 - mean) * count < 5:
+        wilson_low, wilson_high = wilson_interval(mean, count)
+        ci_low, ci_high = min(ci_low, wilson_low), max(ci_high, wilson_high)
     if low is not None:
         ci_low = max(low, ci_low)
     if high is not None:

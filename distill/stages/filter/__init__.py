@@ -327,6 +327,31 @@ def _warn_without_reasoning(measured, cfg: FilterConfig) -> None:
                  "examples, or pass --skip format to keep answers without reasoning")
 
 
+def _hint_when_nothing_kept(stats: dict, cfg: FilterConfig) -> None:
+    """0 rows kept is a result, not an error (exit 0), but never a silent one: name where the rows went and
+    what usually helps."""
+    from distill import log
+
+    if stats["kept"]:
+        return
+    by_reason = {r: n for r, n in stats["rejected_by_reason"].items() if n}
+    worst = max(by_reason, key=by_reason.get) if by_reason else None
+    help_by_reason = {
+        "format": "the teacher writes no closed <think> block: generate with --few-shot / --few-shot-from DATASET:K "
+                  "and --prefill '<think>\\n', a reasoning teacher, or more --max-tokens (see 'incomplete')",
+        "incomplete": "the samples were cut off: generate with a larger --max-tokens",
+        "incorrect": "the teacher got none right: sample more (`distill generate --until-verified 1 --max-samples "
+                     "16`), use a stronger teacher, try --answer-extraction lenient, or keep them with "
+                     "--correctness annotate and measure what that costs",
+        "unverified": "the grader could not decide: check --answer-column, raise --timeout, or ask a judge "
+                      "(--judge MODEL)",
+    }
+    hint = help_by_reason.get(worst, "see the funnel above, and `distill artifacts head REF --split rejected "
+                                     f"--where reject_reason={worst}`")
+    log.warn(f"kept 0 of {stats['input_rows']} rows; most were dropped as '{worst}' ({by_reason.get(worst, 0)}): "
+             f"{hint}")
+
+
 def _read(cfg: FilterConfig):
     """(rows, their source, the columns the checks read, tokenizer or None, decontamination index or None)."""
     from distill.artifacts.sources import load_input
@@ -398,6 +423,7 @@ def _write(cfg: FilterConfig, data, source, columns, reasons, stats):
             features.plot_funnel(stats["funnel"], writer.path / "funnel.png", title=f"distill filter: {cfg.input}")
     artifact = artifacts.resolve(str(writer.path))
     features.print_funnel(stats, artifact)
+    _hint_when_nothing_kept(stats, cfg)
     if cfg.push_to_hub:
         url = hub.push(artifact, cfg.push_to_hub)
         print(f"pushed {artifact.ref} to {url}")

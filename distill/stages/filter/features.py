@@ -30,6 +30,7 @@ CHECKS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("max_per_prompt", ("over_cap",)),
 )
 CHECK_NAMES = tuple(name for name, _ in CHECKS)
+_BEFORE_CORRECT = {reason for name, reasons in CHECKS[:CHECK_NAMES.index("correct")] for reason in reasons}
 REASONS = tuple(reason for _, reasons in CHECKS for reason in reasons)
 
 
@@ -92,6 +93,10 @@ def run_stats(cfg, rows: dict, graded: list, reasons: list[str | None], num_toke
         "rejected_by_reason": {r: counts.get(r, 0) for r in REASONS},
         "funnel": funnel(reasons, skip),
         "verdicts": dict(sorted(Counter(g.verdict.status for g in graded).items())),
+        # the verdicts of the rows that reached the correctness check (every row is graded, but a row cut off or
+        # without a closed <think> block has no answer part to read: "incorrect" there says nothing of the answer)
+        "verdicts_checked": dict(sorted(Counter(g.verdict.status for g, r in zip(graded, reasons, strict=True)
+                                                if r not in _BEFORE_CORRECT).items())),
         "format_reasons": dict(sorted(Counter(g.format_reason for g in graded).items())),
         "timeouts": sum(1 for g in graded if g.verdict.details.get("timeout")),
         "domains": dict(sorted(Counter(rows["domain"]).items())),

@@ -37,8 +37,12 @@ from distill.stages.train.config import NOT_HASHED, TrainConfig
 
 def run(cfg: TrainConfig):
     """Train and commit a checkpoint artifact (returns it; None on non-zero ranks)."""
+    import torch
+
     from distill.stages.train import launch
 
+    if not torch.cuda.is_available():  # DeepSpeed (imported by the trainers) would say so in a warning line
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
     if launch.should_relaunch(cfg):
         code = launch.relaunch(cfg)
         if code:

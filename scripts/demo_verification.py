@@ -53,7 +53,7 @@ def main() -> int:
         out = demo.distill("filter", "--input", "demo-traces@latest", "--name", f"demo-filtered-{correctness}",
                            "--domain", "math", "--min-reasoning-chars", "10", "--max-per-prompt", "2",
                            "--correctness", correctness, home=home, timings=timings, label=f"filter {correctness}")
-        kept[correctness] = next((line for line in out.splitlines() if line.startswith("kept ")), "").split(" -> ")[0]
+        kept[correctness] = next((line for line in out.splitlines() if line.startswith("kept ")), "").split(";")[0]
         demo.distill("train", "--recipe", "smol-demo", "--dataset", f"demo-filtered-{correctness}@latest",
                      "--name", f"demo-student-{correctness}", home=home, timings=timings,
                      label=f"train {correctness}")

@@ -24,7 +24,8 @@ from distill.stages.eval.metrics import Estimate, estimate, paired_difference, p
 RESULTS_FILE = "results.json"
 SCHEMA_VERSION = 1
 STDERR_NOTE = ("stderr: clustered over problems (each problem's samples averaged first), sd/sqrt(problems); "
-               "ci95 = mean ± 1.96·stderr, clipped to [0, 1] for rates")
+               "ci95 = mean ± 1.96·stderr, clipped to [0, 1] for rates, widened to the Wilson interval for a rate "
+               "with under 5 successes or failures")
 # Per-problem rates (share of a problem's samples) reported for every benchmark, in table order.
 RATES = {
     "lenient_accuracy": "lenient: the last number of the reply equals the reference, whatever the format",

@@ -101,8 +101,10 @@ def test_compare_pairs_problems():
     row = next(line for line in table.splitlines() if line.startswith("| toy | pass@1 |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[2].startswith("37.5 [") and cells[3].startswith("62.5 [")
-    # paired diffs .5, .5, 0, 0: mean .25, se = sqrt((4 * .25^2 / 3) / 4) = .1443; 95% CI .25 ± .2829
-    assert cells[4] == "+25.0 [-3.3, +53.3]"
+    # paired diffs .5, .5, 0, 0: mean .25, se = sqrt((4 * .25^2 / 3) / 4) = .1443; normal 95% CI .25 ± .2829 =
+    # [-3.3, +53.3]; but only 2 of 4 problems changed (< 5), so the interval is widened to ± the Wilson upper
+    # bound of 2/4 (0.85): a difference of rates is at most the share of problems that changed
+    assert cells[4] == "+25.0 [-85.0, +85.0]"
     assert "eval-sft@v0001 − eval-base@v0001 (paired)" in table.splitlines()[0]
     tuned["sampling"] = {"temperature": 0.0}
     assert "sampled differently" in compare_table([base, tuned], ["a", "b"])
@@ -120,7 +122,7 @@ def _save_eval(name, outcomes):
 def test_compare_cli(home):
     base, tuned = _save_eval("eval-base", BASE), _save_eval("eval-sft", TUNED)
     result = run_cli("eval", "--compare", base, tuned, home=home, check=True)
-    assert "| toy | pass@1 | 37.5 [" in result.stdout and "+25.0 [-3.3, +53.3]" in result.stdout
+    assert "| toy | pass@1 | 37.5 [" in result.stdout and "+25.0 [-85.0, +85.0]" in result.stdout
     missing = run_cli("eval", "--compare", base, home=home)
     assert missing.returncode == 2 and "at least two eval references" in missing.stderr
     assert missing.stderr.count("\n") == 1

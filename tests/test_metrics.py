@@ -96,3 +96,16 @@ def test_intervals_near_the_ends_widen_with_wilson():
     assert estimate([0.5] * 4).ci_low < 0.5 < estimate([0.5] * 4).ci_high  # no point interval from 4 problems
     middle = estimate([1.0] * 50 + [0.0] * 50)
     assert middle.ci_low == pytest.approx(0.5 - 1.959963984540054 * middle.stderr)
+
+
+def test_a_paired_difference_with_no_change_is_no_point():
+    """30 problems, none changed: the difference is 0, but not known to be exactly 0 (a new user's trial printed
+    +0.0 [+0.0, +0.0]); with many changed problems the paired normal interval stands."""
+    same = {f"p{i}": 0.0 for i in range(30)}
+    none_changed = paired_difference(same, same)
+    assert none_changed.mean == 0 and none_changed.ci_low == pytest.approx(-0.114, abs=1e-3)
+    assert none_changed.ci_high == pytest.approx(0.114, abs=1e-3)
+    before = {f"p{i}": 0.0 for i in range(30)}
+    after = {f"p{i}": 1.0 if i < 12 else 0.0 for i in range(30)}
+    many = paired_difference(after, before)
+    assert many.ci_low == pytest.approx(0.4 - 1.959963984540054 * many.stderr)

@@ -107,8 +107,19 @@ def paired_difference(after: Mapping[str, float | None], before: Mapping[str, fl
 
     Pairing on the same problems removes the between-problem variance that two independent error
     bars would double count, so a real improvement shows up with a much tighter interval.
+
+    For rates (``bound`` 1) with under 5 problems whose score changed, the normal interval says too much (no
+    change anywhere would print ``+0.0 [+0.0, +0.0]``): a difference of rates is at most the share of problems
+    that changed, so the interval is widened to ± the Wilson upper bound of that share (``[-0.114, +0.114]`` for
+    30 problems none of which changed).
     """
     common = [key for key in after if key in before and after[key] is not None and before[key] is not None]
     diffs = [float(after[key]) - float(before[key]) for key in common]
-    return estimate(diffs, low=-bound if bound is not None else None, high=bound)
+    result = estimate(diffs, low=-bound if bound is not None else None, high=bound)
+    changed = sum(d != 0 for d in diffs)
+    if bound == 1.0 and result.count >= 2 and changed < 5:
+        _, widest = wilson_interval(changed / result.count, result.count)
+        result = Estimate(result.mean, result.stderr, min(result.ci_low, -widest), max(result.ci_high, widest),
+                          result.count)
+    return result
 

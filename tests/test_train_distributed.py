@@ -24,7 +24,10 @@ from distill.stages.train.config import TrainConfig
 from distill.stages.train.recipes import load_recipe
 
 STEPS = 6
-FLAGS = ["--recipe", "smol-demo", "--dataset", "filt", "--eval-fraction", "0", "--max-steps", str(STEPS),
+# fp32: these tests compare distributed runs with one process number for number; bf16 autocast (the recipe's
+# `auto` on a CPU with AVX-512 BF16) rounds differently across ranks and is compared in test_precision.py
+FLAGS = ["--recipe", "smol-demo", "--precision", "fp32", "--dataset", "filt", "--eval-fraction", "0",
+         "--max-steps", str(STEPS),
          "--logging-steps", "1", "--report-to", "none", "--learning-rate", "1e-3", "--warmup-ratio", "0",
          "--set", "lr_scheduler_type=constant", "--set", "per_device_train_batch_size=1", "--save-steps", "3"]
 
@@ -48,7 +51,7 @@ def test_zero3_offload_launch_is_preempted_resumes_and_trains_like_a_plain_run(h
     run_cli("train", *FLAGS, "--model", str(tiny_qwen2_dir), "--name", "plain", home=home, check=True)
 
     argv = ["train", *FLAGS, "--model", str(tiny_qwen2_dir), "--name", "zero3", "--accelerate-config", "zero3-offload"]
-    cfg = build(TrainConfig, load_recipe("smol-demo"), {**BASE, "model": str(tiny_qwen2_dir),
+    cfg = build(TrainConfig, load_recipe("smol-demo"), {**BASE, "model": str(tiny_qwen2_dir), "precision": "fp32",
                                                         "accelerate_config": "zero3-offload"})
     assert launch.should_relaunch(cfg)  # one device, but offloading: runs under accelerate
     command = launch.launch_command(cfg, argv)
@@ -115,7 +118,7 @@ def test_offloading_on_a_machine_without_gpus_is_a_user_error(home, tiny_qwen2_d
     from distill.stages import train
 
     make_filtered()
-    cfg = build(TrainConfig, load_recipe("smol-demo"), {**BASE, "model": str(tiny_qwen2_dir),
+    cfg = build(TrainConfig, load_recipe("smol-demo"), {**BASE, "model": str(tiny_qwen2_dir), "precision": "fp32",
                                                         "accelerate_config": "zero3-offload"})
     with pytest.raises(UserError, match="needs CUDA GPUs"):
         train.run(cfg)
@@ -130,7 +133,7 @@ def test_qlora_under_zero3_loads_without_a_device_map(home, tiny_qwen2_dir):
     argv = ["train", *FLAGS, "--model", str(tiny_qwen2_dir), "--name", "qlora-z3", "--accelerate-config",
             "zero3-offload", "--load-in-4bit"]
     cfg = build(TrainConfig, load_recipe("smol-demo"), {**BASE, "model": str(tiny_qwen2_dir), "load_in_4bit": True,
-                                                        "accelerate_config": "zero3-offload"})
+                                                        "precision": "fp32", "accelerate_config": "zero3-offload"})
     env = {**os.environ, "DISTILL_HOME": str(home), launch.CONFIG_ENV: "zero3-offload"}
     result = subprocess.run(launch.launch_command(cfg, argv), env=env, cwd=str(REPO), capture_output=True, text=True,
                             timeout=900)

@@ -180,6 +180,21 @@ def test_lineage_of_multi_parent_artifact(home):
     assert artifacts.verify(artifacts.resolve("student"))[0]
 
 
+def test_lineage_ends_where_the_data_came_from(home):
+    """A new user's trial: lineage showed neither the traces' source file nor the eval's benchmark file."""
+    traces = _write("traces", "traces", [{"a": 1}], config={
+        "teacher": "bundled", "source": {"type": "file", "path": "/data/gsm8k_train.jsonl", "sha256": "17f347dc5147ab"}})
+    hub = _write("imported", "imported", [{"a": 2}], config={
+        "source": {"type": "hub", "id": "openai/gsm8k", "config": "main", "split": "train", "revision": "e53f048"}})
+    with artifacts.create("eval-x", "eval", config={"model": "bundled", "benchmark": ["gsm8k=/data/gsm8k_test.jsonl"]},
+                          parents=[traces, hub]) as writer:
+        writer.save_dataset(datasets.Dataset.from_list([{"a": 3}]))
+    lines = artifacts.lineage(artifacts.resolve("eval-x"))
+    assert "    └─ data: /data/gsm8k_train.jsonl  [file]  sha256:17f347dc5147" in lines  # under traces
+    assert "    └─ data: openai/gsm8k@e53f048 (main:train)  [hub]" in lines
+    assert lines[-1] == "  └─ benchmarks: gsm8k=/data/gsm8k_test.jsonl"  # the eval's own, one level down
+
+
 @pytest.mark.cli
 def test_artifacts_list_and_show(home):
     _write("traces", "traces", [{"a": 1}])

@@ -466,6 +466,9 @@ def lineage(artifact: Artifact, root: Path | None = None, _depth: int = 0, _seen
         sub = lineage(parent_artifact, root, _depth + 1, seen)
         sub[0] += marker
         lines.extend(sub)
+    from distill.artifacts.origins import outside_sources
+
+    lines.extend("  " * (_depth + 1) + f"└─ {leaf}" for leaf in outside_sources(config))
     return lines
 
 

@@ -27,7 +27,13 @@ class RichRenderer:
         if fields:
             columns += [TimeElapsedColumn(), TextColumn("ETA")]
         columns.append(TimeRemainingColumn())
-        return Progress(*columns, console=Console(stderr=True), transient=transient, disable=not enabled)
+        import sys
+
+        # piped or logged (not a terminal): rich would assume 80 columns and cut the bar's counters off
+        # ("40/… prompts ... 0:03… ETA 0:00…"); a wide line keeps them whole
+        width = None if sys.stderr.isatty() else 160
+        return Progress(*columns, console=Console(stderr=True, width=width), transient=transient,
+                        disable=not enabled)
 
     def table(self, title: str, headers: Sequence[str], rows: Iterable[Sequence[Any]], footer: str | None = None,
               align_left: int = 1) -> None:

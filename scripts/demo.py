@@ -50,6 +50,36 @@ def distill(*args: str, home: Path, timings: dict, label: str) -> str:
     return result.stdout
 
 
+def prepare_home(home: str | Path) -> Path:
+    """The artifact root, made; the CPU engine's KV cache and tokenizer threads set as every demo runs them."""
+    home = Path(home).absolute()
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return home
+
+
+def generate_traces(home: Path, timings: dict, samples: int = 4, limit: list[str] | None = None) -> None:
+    """Steps 1-2: the bundled model, few-shot, as the demo's teacher -> demo-traces."""
+    distill("models", "materialize", home=home, timings=timings, label="materialize")
+    distill("generate", "--teacher", "bundled", "--dataset", str(DATA / "train.jsonl"), *(limit or []),
+            "--few-shot", str(DATA / "few_shot.json"), "-n", str(samples), "--temperature", "0.7",
+            "--top-p", "1.0", "--max-tokens", "96", "--seed", "0", "--enforce-eager", "--max-model-len", "2048",
+            "--name", "demo-traces", home=home, timings=timings, label="generate")
+
+
+def filter_args(name: str, *extra: str) -> list[str]:
+    """Step 3's command: the demo's filter of demo-traces into ``name``."""
+    return ["filter", "--input", "demo-traces@latest", "--name", name, "--domain", "math",
+            "--min-reasoning-chars", "10", "--max-per-prompt", "2", *extra]
+
+
+def eval_args(limit: list[str] | None = None) -> list[str]:
+    """The held-out evaluation's options (zero-shot, greedy), after ``--model``."""
+    return ["--benchmark", str(DATA / "heldout.jsonl"), "--protocol", "greedy", "--max-tokens", "96",
+            "--enforce-eager", "--max-model-len", "2048", *(limit or [])]
+
+
 def load_results(home: Path, name: str) -> dict:
     sys.path.insert(0, str(REPO))
     from distill import artifacts
@@ -129,31 +159,21 @@ def main() -> int:
         args.train_limit = args.train_limit or 48
         args.heldout_limit = args.heldout_limit or 24
         args.samples = min(args.samples, 4)
-    home = Path(args.home).absolute()
-    home.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    home = prepare_home(args.home)
     timings: dict[str, float] = {}
     train_limit = ["--limit", str(args.train_limit)] if args.train_limit else []
     heldout_limit = ["--limit", str(args.heldout_limit)] if args.heldout_limit else []
-    eval_args = ["--benchmark", str(DATA / "heldout.jsonl"), "--protocol", "greedy",
-                 "--max-tokens", "96", "--enforce-eager", "--max-model-len", "2048", *heldout_limit]
+    held_out = eval_args(heldout_limit)
 
-    distill("models", "materialize", home=home, timings=timings, label="materialize")
-    distill("generate", "--teacher", "bundled", "--dataset", str(DATA / "train.jsonl"), *train_limit,
-            "--few-shot", str(DATA / "few_shot.json"), "-n", str(args.samples), "--temperature", "0.7",
-            "--top-p", "1.0", "--max-tokens", "96", "--seed", "0", "--enforce-eager", "--max-model-len", "2048",
-            "--name", "demo-traces", home=home, timings=timings, label="generate")
-    distill("filter", "--input", "demo-traces@latest", "--name", "demo-filtered", "--domain", "math",
-            "--min-reasoning-chars", "10", "--max-per-prompt", "2", "--plot",
-            home=home, timings=timings, label="filter")
-    distill("eval", "--model", "bundled", *eval_args, "--name", "demo-eval-before",
+    generate_traces(home, timings, args.samples, train_limit)
+    distill(*filter_args("demo-filtered", "--plot"), home=home, timings=timings, label="filter")
+    distill("eval", "--model", "bundled", *held_out, "--name", "demo-eval-before",
             home=home, timings=timings, label="eval before")
     # CI-sized: few traces, so more passes at a higher rate to learn the <think> format in a few steps.
     train_overrides = ["--set", "num_train_epochs=4", "--set", "learning_rate=1e-4"] if args.small else []
     distill("train", "--recipe", "smol-demo", "--dataset", "demo-filtered@latest", "--name", "demo-student",
             *train_overrides, home=home, timings=timings, label="train")
-    distill("eval", "--model", "demo-student@latest", *eval_args, "--name", "demo-eval-after",
+    distill("eval", "--model", "demo-student@latest", *held_out, "--name", "demo-eval-after",
             home=home, timings=timings, label="eval after")
 
     before, after = load_results(home, "demo-eval-before"), load_results(home, "demo-eval-after")

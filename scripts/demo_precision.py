@@ -35,23 +35,12 @@ def main() -> int:
     parser.add_argument("--home", default=str(REPO / "demo_home"), help="Artifact root (the demo's).")
     args = parser.parse_args()
     demo = _demo()
-    home = Path(args.home).absolute()
-    home.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    home = demo.prepare_home(args.home)
     timings: dict[str, float] = {}
-    data = demo.DATA
     if not any((home / "data" / "demo-filtered").glob("v*")):
-        demo.distill("models", "materialize", home=home, timings=timings, label="materialize")
-        demo.distill("generate", "--teacher", "bundled", "--dataset", str(data / "train.jsonl"), "--few-shot",
-                     str(data / "few_shot.json"), "-n", "4", "--temperature", "0.7", "--top-p", "1.0",
-                     "--max-tokens", "96", "--seed", "0", "--enforce-eager", "--max-model-len", "2048",
-                     "--name", "demo-traces", home=home, timings=timings, label="generate")
-        demo.distill("filter", "--input", "demo-traces@latest", "--name", "demo-filtered", "--domain", "math",
-                     "--min-reasoning-chars", "10", "--max-per-prompt", "2", home=home, timings=timings,
-                     label="filter")
-    eval_args = ["--benchmark", str(data / "heldout.jsonl"), "--protocol", "greedy", "--max-tokens", "96",
-                 "--enforce-eager", "--max-model-len", "2048"]
+        demo.generate_traces(home, timings)
+        demo.distill(*demo.filter_args("demo-filtered"), home=home, timings=timings, label="filter")
+    eval_args = demo.eval_args()
     for precision in ("fp32", "bf16"):
         demo.distill("train", "--recipe", "smol-demo", "--dataset", "demo-filtered@latest", "--precision", precision,
                      "--name", f"demo-student-{precision}", home=home, timings=timings, label=f"train {precision}")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
 import sys
 from pathlib import Path
 
@@ -34,25 +33,15 @@ def main() -> int:
     parser.add_argument("--home", default=str(REPO / "demo_home"), help="Artifact root (the demo's).")
     args = parser.parse_args()
     demo = _demo()
-    home = Path(args.home).absolute()
-    home.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    home = demo.prepare_home(args.home)
     timings: dict[str, float] = {}
-    data = demo.DATA
     if not any((home / "data" / "demo-traces").glob("v*")):
-        demo.distill("models", "materialize", home=home, timings=timings, label="materialize")
-        demo.distill("generate", "--teacher", "bundled", "--dataset", str(data / "train.jsonl"), "--few-shot",
-                     str(data / "few_shot.json"), "-n", "4", "--temperature", "0.7", "--top-p", "1.0",
-                     "--max-tokens", "96", "--seed", "0", "--enforce-eager", "--max-model-len", "2048",
-                     "--name", "demo-traces", home=home, timings=timings, label="generate")
-    eval_args = ["--benchmark", str(data / "heldout.jsonl"), "--protocol", "greedy", "--max-tokens", "96",
-                 "--enforce-eager", "--max-model-len", "2048"]
+        demo.generate_traces(home, timings)
+    eval_args = demo.eval_args()
     kept = {}
     for correctness in ("require", "annotate"):
-        out = demo.distill("filter", "--input", "demo-traces@latest", "--name", f"demo-filtered-{correctness}",
-                           "--domain", "math", "--min-reasoning-chars", "10", "--max-per-prompt", "2",
-                           "--correctness", correctness, home=home, timings=timings, label=f"filter {correctness}")
+        out = demo.distill(*demo.filter_args(f"demo-filtered-{correctness}", "--correctness", correctness),
+                           home=home, timings=timings, label=f"filter {correctness}")
         kept[correctness] = next((line for line in out.splitlines() if line.startswith("kept ")), "").split(";")[0]
         demo.distill("train", "--recipe", "smol-demo", "--dataset", f"demo-filtered-{correctness}@latest",
                      "--name", f"demo-student-{correctness}", home=home, timings=timings,

@@ -281,27 +281,27 @@ def generate(job, shard: int, count: int) -> None:
         grader = SampleGrader(job, pool, label, run_id)
         try:
             verdicts = by_prompt(stored_verdicts(job, grader, {prompts.ids[p] for p in mine}))
-            todo = plan(rule, mine, prompts.ids, verdicts, job.references)
-            if not todo:
+            open_prompts = plan(rule, mine, prompts.ids, verdicts, job.references)
+            if not open_prompts:
                 if not store.exists():  # an empty shard (N > prompts): nothing to write but its done mark
                     store.create({"config_hash": job.config_hash})
                 return
             verified = sum(sum(v.values()) for v in verdicts.values())
-            with sampling_run(job, shard, count, prompts=len(mine), prompts_done=len(mine) - len(todo),
+            with sampling_run(job, shard, count, prompts=len(mine), prompts_done=len(mine) - len(open_prompts),
                               fields={"verified": "{} verified"}, run_id=run_id) as sampler:
                 seeds = sampler.stats["step_seeds"] = []
-                while todo:
+                while open_prompts:
                     seeds.append(step_seed(sampler.seed, len(seeds)))
                     graded = []
-                    for record in sampler.sample(todo, seeds[-1]):
+                    for record in sampler.sample(open_prompts, seeds[-1]):
                         graded += grader.add(record)
                     graded += grader.flush()
                     for (key, index), ok in graded:
                         verdicts.setdefault(key, {})[index] = ok
                         verified += ok
-                    still_open = plan(rule, todo, prompts.ids, verdicts, job.references)
-                    sampler.advance(len(todo) - len(still_open), verified=verified)
-                    todo = still_open
+                    still_open = plan(rule, open_prompts, prompts.ids, verdicts, job.references)
+                    sampler.advance(len(open_prompts) - len(still_open), verified=verified)
+                    open_prompts = still_open
                 sampler.finished = True
         finally:
             grader.close()

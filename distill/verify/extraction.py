@@ -161,13 +161,16 @@ def _last_math(tail: str) -> str | None:
     return ", ".join(text for _, _, text in reversed(chosen))
 
 
-def _boxes(answer_text: str) -> list[str]:
-    """Every box after the last "Final Answer" marker (R1 boxes intermediate results in its summary, then repeats
-    the answer under ``**Final Answer**``), else every box; the same box twice is one answer."""
-    markers = list(_FINAL_MARKER.finditer(answer_text))
-    boxes = extract_boxed(answer_text[markers[-1].end():]) if markers else []
+def _boxes(answer_text: str, last_marker: re.Match | None = None) -> tuple[list[str], bool]:
+    """``(boxes, after_marker)``: every box after the last "Final Answer" marker (R1 boxes intermediate results
+    in its summary, then repeats the answer under ``**Final Answer**``), else every box; the same box twice is
+    one answer. ``last_marker``: that marker when the caller has found it already."""
+    if last_marker is None:
+        last_marker = next(reversed(list(_FINAL_MARKER.finditer(answer_text))), None)
+    boxes = extract_boxed(answer_text[last_marker.end():]) if last_marker else []
+    after_marker = bool(boxes)
     boxes = boxes or extract_boxed(answer_text)
-    return list(dict.fromkeys(clean_number(b) for b in boxes))
+    return list(dict.fromkeys(clean_number(b) for b in boxes)), after_marker
 
 
 def final_answer(answer_text: str, mode: str = "standard", numeric_reference: bool = False) -> tuple[list[str], str]:
@@ -178,12 +181,13 @@ def final_answer(answer_text: str, mode: str = "standard", numeric_reference: bo
     if mode == "strict":
         boxes = extract_boxed(answer_text)
         return ([clean_number(boxes[-1])], "boxed") if boxes else ([], "none")
-    markers = list(_FINAL_MARKER.finditer(answer_text))
-    after_marker = _answer_phrase(answer_text[markers[-1].start():][:TAIL_CHARS]) if markers else None
-    boxes = extract_boxed(answer_text[markers[-1].end():]) if markers else []
-    if after_marker and not boxes:  # "$\\boxed{200}$ ... Final Answer: The final answer is $10,455$": the last word
-        return [clean_number(after_marker)], "phrase"
-    boxes = _boxes(answer_text)
+    last_marker = next(reversed(list(_FINAL_MARKER.finditer(answer_text))), None)
+    boxes, boxed_after_marker = _boxes(answer_text, last_marker)
+    if last_marker and not boxed_after_marker:
+        # "$\\boxed{200}$ ... Final Answer: The final answer is $10,455$": the last word is the Minerva line
+        phrase = _answer_phrase(answer_text[last_marker.start():][:TAIL_CHARS])
+        if phrase:
+            return [clean_number(phrase)], "phrase"
     if boxes:
         return boxes, "boxed"
     tail = answer_text[-TAIL_CHARS:]
@@ -230,7 +234,7 @@ def reference_answer(value) -> str | None:
         return None
     if "####" in text:
         return text.rsplit("####", 1)[1].strip() or None
-    boxes = _boxes(text)
+    boxes, _ = _boxes(text)
     if boxes:
         return ", ".join(boxes)  # several distinct boxes: a set ("\\boxed{2}, \\boxed{3}")
     if len(text) > 300 and "\n" in text:  # a worked solution without a marked answer

@@ -278,15 +278,13 @@ def run(cfg: FilterConfig):
 def _run(cfg: FilterConfig):
     """read -> measure (language, grade, tokens, contamination) -> reject reasons -> dedup / cap -> write."""
     from distill import artifacts
-    from distill.stages.filter import decisions, features
+    from distill.stages.filter import decisions, features, judge
     from distill.verify.grader import make_pool
     from distill.verify.pool import available_cpus
 
     started = time.monotonic()
     artifacts.check_name_kind(cfg.name, "filtered")
     if cfg.judge:
-        from distill.stages.filter import judge
-
         judge.preflight(cfg)
     data, source, rows, tokenizer, index = _read(cfg)
     num_proc = cfg.num_proc or available_cpus()
@@ -295,8 +293,6 @@ def _run(cfg: FilterConfig):
         _warn_without_reasoning(measured, cfg)
         judged: dict = {}
         if cfg.judge:
-            from distill.stages.filter import judge
-
             report, judged = judge.apply(cfg, measured.graded, rows["domain"], rows["reference"], rows["problem"])
         rates, samples = decisions.pass_rates(rows["group"], [g.verdict.status for g in measured.graded])
         columns, reasons = decisions.reject_reasons(cfg, measured, rates)
